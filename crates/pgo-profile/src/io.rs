@@ -1,0 +1,107 @@
+//! Reading and writing pprof files: gzip detected on input, always written gzipped, atomically.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use prost::Message;
+
+use crate::Error;
+use crate::proto::Profile;
+use crate::validate::validate;
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// True when `bytes` start like a gzip stream.
+pub fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&GZIP_MAGIC)
+}
+
+/// Decompresses `bytes` if they are gzipped; returns them unchanged otherwise.
+pub fn gunzip_if_needed(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    if !is_gzip(&bytes) {
+        return Ok(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 4);
+    flate2::read::MultiGzDecoder::new(&bytes[..])
+        .read_to_end(&mut out)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => "gzip data is truncated".to_string(),
+            _ => format!("corrupt gzip data ({e})"),
+        })?;
+    Ok(out)
+}
+
+/// Decodes a pprof profile from raw or gzipped protobuf bytes and validates it.
+pub fn decode_profile(bytes: Vec<u8>) -> Result<Profile, String> {
+    if bytes.is_empty() {
+        return Err("file is empty (0 bytes), not a profile".into());
+    }
+    let raw = gunzip_if_needed(bytes)?;
+    if raw.is_empty() {
+        return Err("gzip data decompresses to nothing, not a profile".into());
+    }
+    let profile = Profile::decode(&raw[..])
+        .map_err(|e| format!("not a pprof profile: protobuf decoding failed ({e})"))?;
+    validate(&profile)?;
+    Ok(profile)
+}
+
+/// Reads, decodes and validates the pprof profile at `path`.
+pub fn read_profile(path: impl AsRef<Path>) -> Result<Profile, Error> {
+    let path = path.as_ref();
+    let bytes = read_file(path)?;
+    decode_profile(bytes).map_err(|problem| Error::new(path, problem))
+}
+
+/// Reads a whole file, with an error that names it.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| Error::new(path, format!("cannot read: {}", io_reason(&e))))
+}
+
+/// The profile as gzipped protobuf, the form pprof tools expect on disk.
+pub fn encode_profile(profile: &Profile) -> Vec<u8> {
+    let raw = profile.encode_to_vec();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&raw).expect("writing to a Vec cannot fail");
+    gz.finish().expect("writing to a Vec cannot fail")
+}
+
+/// Writes `profile` gzipped to `path`, atomically.
+pub fn write_profile(path: impl AsRef<Path>, profile: &Profile) -> Result<(), Error> {
+    write_atomic(path.as_ref(), &encode_profile(profile))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
+/// reader never sees a half-written file and a failed write leaves nothing behind.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let fail = |e: std::io::Error| Error::new(path, format!("cannot write: {}", io_reason(&e)));
+    if path.is_dir() {
+        return Err(Error::new(path, "cannot write: is a directory"));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    tmp.write_all(bytes).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
+/// The OS reason without Rust's " (os error N)" suffix.
+fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}

@@ -1,0 +1,164 @@
+//! Read access to a validated profile: ids resolved, stacks expanded into source frames.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use crate::proto::{Function, Location, Mapping, Profile, Sample};
+
+/// One source-level frame of a stack: a function (or a bare address) at a line.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    pub location: &'a Location,
+    /// `None` for an unsymbolized location.
+    pub function: Option<&'a Function>,
+    pub line: i64,
+    pub column: i64,
+    /// True for a frame that was inlined into the next (outer) frame of the same location.
+    pub inlined: bool,
+}
+
+/// A validated profile with its id tables resolved. Cheap to build; borrows the profile.
+pub struct ProfileView<'a> {
+    pub profile: &'a Profile,
+    locations: HashMap<u64, &'a Location>,
+    functions: HashMap<u64, &'a Function>,
+    mappings: HashMap<u64, &'a Mapping>,
+}
+
+impl<'a> ProfileView<'a> {
+    /// Resolves the id tables of `profile`, which must have passed [`crate::validate`].
+    pub fn new(profile: &'a Profile) -> Self {
+        ProfileView {
+            profile,
+            locations: profile.location.iter().map(|l| (l.id, l)).collect(),
+            functions: profile.function.iter().map(|f| (f.id, f)).collect(),
+            mappings: profile.mapping.iter().map(|m| (m.id, m)).collect(),
+        }
+    }
+
+    /// The string at `index` of the string table ("" when out of range).
+    pub fn str(&self, index: i64) -> &'a str {
+        self.profile
+            .string_table
+            .get(index as usize)
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn location(&self, id: u64) -> Option<&'a Location> {
+        self.locations.get(&id).copied()
+    }
+
+    pub fn function(&self, id: u64) -> Option<&'a Function> {
+        self.functions.get(&id).copied()
+    }
+
+    pub fn mapping(&self, id: u64) -> Option<&'a Mapping> {
+        self.mappings.get(&id).copied()
+    }
+
+    /// Sample types as `type/unit` strings, e.g. `cpu/nanoseconds`.
+    pub fn sample_types(&self) -> Vec<String> {
+        self.profile
+            .sample_type
+            .iter()
+            .map(|vt| format!("{}/{}", self.str(vt.r#type), self.str(vt.unit)))
+            .collect()
+    }
+
+    /// The index of the sample value to show: the one named `wanted` (by type, or `type/unit`),
+    /// else the profile's default sample type, else the last one, as pprof does.
+    pub fn sample_index(&self, wanted: Option<&str>) -> Result<usize, String> {
+        let types = &self.profile.sample_type;
+        if let Some(w) = wanted {
+            return types
+                .iter()
+                .position(|vt| {
+                    let t = self.str(vt.r#type);
+                    w == t || w == format!("{t}/{}", self.str(vt.unit))
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "has no sample type {w:?}; it has {}",
+                        self.sample_types().join(", ")
+                    )
+                });
+        }
+        if self.profile.default_sample_type != 0 {
+            let name = self.str(self.profile.default_sample_type);
+            if let Some(i) = types.iter().position(|vt| self.str(vt.r#type) == name) {
+                return Ok(i);
+            }
+        }
+        Ok(types.len() - 1)
+    }
+
+    /// The unit of sample value `index`, e.g. "nanoseconds".
+    pub fn unit(&self, index: usize) -> &'a str {
+        self.str(self.profile.sample_type[index].unit)
+    }
+
+    /// The source frames of a sample, leaf first; inline frames of a location come innermost
+    /// first, before the function they were inlined into.
+    pub fn frames(&self, sample: &'a Sample) -> impl Iterator<Item = Frame<'a>> + '_ {
+        sample
+            .location_id
+            .iter()
+            .filter_map(|id| self.location(*id))
+            .flat_map(move |loc| self.location_frames(loc))
+    }
+
+    /// The source frames of one location, innermost first (one frame for an unsymbolized one).
+    pub fn location_frames(&self, loc: &'a Location) -> Vec<Frame<'a>> {
+        if loc.line.is_empty() {
+            return vec![Frame {
+                location: loc,
+                function: None,
+                line: 0,
+                column: 0,
+                inlined: false,
+            }];
+        }
+        let last = loc.line.len() - 1;
+        loc.line
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Frame {
+                location: loc,
+                function: self.function(l.function_id),
+                line: l.line,
+                column: l.column,
+                inlined: i < last,
+            })
+            .collect()
+    }
+
+    /// The name people see for a frame: the function's name, else its system name, else the
+    /// address (with the mapped file's base name when known), as pprof shows unsymbolized code.
+    pub fn frame_name(&self, frame: &Frame<'a>) -> Cow<'a, str> {
+        if let Some(f) = frame.function {
+            let name = self.str(f.name);
+            if !name.is_empty() {
+                return Cow::Borrowed(name);
+            }
+            let sys = self.str(f.system_name);
+            if !sys.is_empty() {
+                return Cow::Borrowed(sys);
+            }
+        }
+        let loc = frame.location;
+        match self.mapping(loc.mapping_id) {
+            Some(m) if !self.str(m.filename).is_empty() => {
+                let file = self.str(m.filename);
+                let base = file.rsplit('/').next().unwrap_or(file);
+                // The file offset, which stays the same from run to run under ASLR.
+                let offset = loc
+                    .address
+                    .wrapping_sub(m.memory_start)
+                    .wrapping_add(m.file_offset);
+                Cow::Owned(format!("{base}+{offset:#x}"))
+            }
+            _ => Cow::Owned(format!("{:#x}", loc.address)),
+        }
+    }
+}
