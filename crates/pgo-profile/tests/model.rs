@@ -396,3 +396,47 @@ fn unknown_protobuf_fields_and_inline_lines_are_understood() {
     assert_eq!(view.frame_name(&frames[1]), "outer");
     assert!(!frames[1].inlined);
 }
+
+#[test]
+fn perf_script_without_callchains_and_with_spaces_in_comm() {
+    // `perf record` without -g puts the one frame on the header line.
+    let text = "\
+Web Content 4242/4243 [001]   100.000100:     250000 task-clock:ppp:      55d4c3a0b18b mix64+0x32 (/opt/prog)
+Web Content 4242/4243 [001]   100.000350:     250000 task-clock:ppp:      55d4c3a0b18b mix64+0x32 (/opt/prog)
+Web Content 4242/4244 [000]   100.000600:     250000 task-clock:ppp:  ffffffff8100 [unknown] ([kernel.kallsyms])
+";
+    assert_eq!(Format::detect(text.as_bytes()), Format::PerfScript);
+    let p = pgo_profile::import::perf_script::parse(text).unwrap();
+    pgo_profile::validate(&p).unwrap();
+    let view = ProfileView::new(&p);
+    assert_eq!(total(&p, 0), 3);
+    assert_eq!(total(&p, 1), 750_000);
+    assert_eq!(p.duration_nanos, 500_000);
+    let flat = flat_by_name(&p, 0);
+    assert_eq!(flat["mix64"], 2);
+    // The unsymbolized kernel address keeps its mapping and address.
+    assert_eq!(
+        flat.iter()
+            .filter(|(k, _)| k.starts_with("[kernel.kallsyms]+0x"))
+            .count(),
+        1,
+        "{flat:?}"
+    );
+    let comm = p.sample[0]
+        .label
+        .iter()
+        .find(|l| view.str(l.key) == "comm")
+        .unwrap();
+    assert_eq!(view.str(comm.str), "Web Content");
+    let tids: std::collections::BTreeSet<i64> = p
+        .sample
+        .iter()
+        .flat_map(|s| {
+            s.label
+                .iter()
+                .filter(|l| view.str(l.key) == "tid")
+                .map(|l| l.num)
+        })
+        .collect();
+    assert_eq!(tids.into_iter().collect::<Vec<_>>(), [4243, 4244]);
+}
