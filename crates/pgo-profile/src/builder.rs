@@ -1,7 +1,7 @@
 //! Building profiles: every string, function, mapping and location is interned, and ids are only
 //! handed out by the builder, so what it builds always passes [`crate::validate`].
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::proto::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
 
@@ -77,11 +77,11 @@ impl ProfileBuilder {
     pub fn new(sample_types: &[(&str, &str)]) -> Self {
         let mut b = ProfileBuilder {
             profile: Profile::default(),
-            strings: HashMap::new(),
-            functions: HashMap::new(),
-            mappings: HashMap::new(),
-            locations: HashMap::new(),
-            samples: HashMap::new(),
+            strings: HashMap::default(),
+            functions: HashMap::default(),
+            mappings: HashMap::default(),
+            locations: HashMap::default(),
+            samples: HashMap::default(),
         };
         b.string("");
         b.profile.sample_type = sample_types

@@ -1,6 +1,6 @@
 //! Merging profiles: same sample types required; periods reconciled; optional weights.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::Error;
 use crate::builder::{FunctionInfo, LabelValue, LineInfo, MappingInfo, ProfileBuilder};
@@ -165,7 +165,7 @@ pub fn copy_samples(
     mut adjust: impl FnMut(&mut Vec<i64>),
 ) -> Result<(), String> {
     let p = view.profile;
-    let mut mappings = HashMap::new();
+    let mut mappings = HashMap::default();
     for m in &p.mapping {
         let id = b.mapping(MappingInfo {
             memory_start: m.memory_start,
@@ -180,7 +180,7 @@ pub fn copy_samples(
         });
         mappings.insert(m.id, id);
     }
-    let mut functions = HashMap::new();
+    let mut functions = HashMap::default();
     for f in &p.function {
         let id = b.function(FunctionInfo {
             name: view.str(f.name),
@@ -190,7 +190,7 @@ pub fn copy_samples(
         });
         functions.insert(f.id, id);
     }
-    let mut locations = HashMap::new();
+    let mut locations = HashMap::default();
     for l in &p.location {
         let lines: Vec<LineInfo> = l
             .line

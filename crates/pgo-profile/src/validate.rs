@@ -1,6 +1,6 @@
 //! Structural checks a profile must pass before anything trusts its ids and string indices.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::proto::Profile;
 
@@ -122,7 +122,7 @@ pub fn validate(p: &Profile) -> Result<(), String> {
 
 /// Maps each id to its entry index; ids must be nonzero and unique.
 fn unique_ids(what: &str, ids: impl Iterator<Item = u64>) -> Result<HashMap<u64, usize>, String> {
-    let mut seen = HashMap::new();
+    let mut seen = HashMap::default();
     for (i, id) in ids.enumerate() {
         if id == 0 {
             return Err(format!("{what} entry {i} has id 0; ids must be nonzero"));

@@ -1,7 +1,7 @@
 //! Read access to a validated profile: ids resolved, stacks expanded into source frames.
 
+use rustc_hash::FxHashMap as HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use crate::proto::{Function, Location, Mapping, Profile, Sample};
 
