@@ -37,6 +37,11 @@ enum Command {
         after_help = "Example:\n  pgo diff profiles/go-cpu.pb.gz profiles/go-cpu-b.pb.gz -n 5"
     )]
     Diff(DiffArgs),
+    /// Record where a program spends its CPU time and write a pprof profile.
+    #[command(
+        after_help = "Examples:\n  pgo collect -o app.pb.gz -- ./target/release/app --input big.txt\n  pgo collect --pid 4242 --duration 30s -o server.pb.gz\n  pgo collect --url 'http://127.0.0.1:6060/debug/pprof/profile?seconds=10' -o go.pb.gz\n\nThe program gets Ctrl-C too; the profile is written either way. pgo exits with the\nprogram's exit status (128+N when signal N killed it)."
+    )]
+    Collect(crate::collect::CollectArgs),
     /// Convert folded stacks or `perf script` output to pprof (or a profile to folded stacks).
     #[command(
         after_help = "Examples:\n  perf script > out.perf && pgo convert out.perf -o perf.pb.gz\n  pgo convert stacks.folded --from folded -o stacks.pb.gz\n  pgo convert cpu.pb.gz --to folded -o cpu.folded"
@@ -190,17 +195,19 @@ struct ConvertArgs {
     input: InputArgs,
 }
 
-pub fn run(cli: Cli) -> Result<(), Error> {
+/// Runs the command; `Ok` carries the process exit code (`pgo collect` passes on the program's).
+pub fn run(cli: Cli) -> Result<u8, Error> {
     match cli.command {
-        Command::Top(a) => top(a),
-        Command::Flamegraph(a) => flamegraph(a),
-        Command::Merge(a) => merge(a),
-        Command::Diff(a) => diff(a),
-        Command::Convert(a) => convert(a),
+        Command::Top(a) => top(a).map(|()| 0),
+        Command::Flamegraph(a) => flamegraph(a).map(|()| 0),
+        Command::Merge(a) => merge(a).map(|()| 0),
+        Command::Diff(a) => diff(a).map(|()| 0),
+        Command::Convert(a) => convert(a).map(|()| 0),
+        Command::Collect(a) => crate::collect::collect(a),
     }
 }
 
-fn path_str(p: &Path) -> String {
+pub(crate) fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
 
@@ -257,7 +264,7 @@ fn sample_index(
 }
 
 /// Prints to standard output; a closed pipe (`pgo top | head`) is not an error.
-fn emit(text: &str) -> Result<(), Error> {
+pub(crate) fn emit(text: &str) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
@@ -267,7 +274,7 @@ fn emit(text: &str) -> Result<(), Error> {
     }
 }
 
-fn emit_json(value: &impl serde::Serialize) -> Result<(), Error> {
+pub(crate) fn emit_json(value: &impl serde::Serialize) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value).expect("plain data serializes");
     emit(&(text + "\n"))
 }

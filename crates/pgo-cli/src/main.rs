@@ -3,6 +3,7 @@
 //! Each subcommand parses its arguments, calls into `pgo-profile` / `pgo-inspect`, and prints.
 //! No profile logic lives here, so everything the CLI does can be done from a library too.
 
+mod collect;
 mod commands;
 
 use std::io::Write;
@@ -13,7 +14,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = commands::Cli::parse();
     match commands::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "pgo: error: {e}");
             ExitCode::from(2)

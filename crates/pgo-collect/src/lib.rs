@@ -1,0 +1,203 @@
+//! `pgo collect`: turn a running program into a pprof profile.
+//!
+//! It drives the pipeline's first stage: record samples with `pgo-record` (perf_event_open,
+//! software cpu-clock), rebuild each sample's call stack (the kernel's frame-pointer callchain,
+//! or DWARF unwinding of user-stack copies for binaries without frame pointers), symbolize every
+//! address with `pgo-symbolize` (inline frames, lines, columns, start lines, build IDs), and build
+//! a profile with `pgo-profile` that keeps each location's exact address and mapping. It also
+//! fetches profiles from `/debug/pprof/profile` endpoints.
+//!
+//! It does not analyze profiles, draw them, or parse command lines (that is `pgo-cli`).
+
+mod address_space;
+mod frame_pointers;
+mod kallsyms;
+mod to_profile;
+mod url;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use pgo_profile::Profile;
+pub use pgo_record::Target;
+use pgo_record::{Event, RecordOptions, Summary};
+
+pub use frame_pointers::{FramePointerVerdict, detect_frame_pointers};
+pub use url::fetch_profile;
+
+/// How call stacks are rebuilt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnwindMode {
+    /// Frame pointers if the program's main binary keeps them, DWARF otherwise.
+    Auto,
+    /// The kernel walks frame pointers (cheap; wrong or short stacks without them).
+    FramePointers,
+    /// Copy user stacks and unwind them with DWARF call-frame information.
+    Dwarf,
+}
+
+impl UnwindMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnwindMode::Auto => "auto",
+            UnwindMode::FramePointers => "frame pointers",
+            UnwindMode::Dwarf => "dwarf",
+        }
+    }
+}
+
+/// What to collect and for how long.
+#[derive(Debug, Clone)]
+pub struct CollectOptions {
+    /// Samples per second of CPU time.
+    pub frequency: u32,
+    pub duration: Option<Duration>,
+    pub unwind: UnwindMode,
+    /// Bytes of user stack copied per sample in DWARF mode.
+    pub user_stack_bytes: u32,
+    /// Set to stop collecting (Ctrl-C); the profile is still built.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl Default for CollectOptions {
+    fn default() -> Self {
+        CollectOptions {
+            frequency: 999,
+            duration: None,
+            unwind: UnwindMode::Auto,
+            user_stack_bytes: 16 * 1024,
+            stop: None,
+        }
+    }
+}
+
+/// Progress while recording, for a live status line.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub elapsed: Duration,
+    pub samples: u64,
+    pub lost: u64,
+}
+
+/// A finished collection.
+pub struct Collected {
+    pub profile: Profile,
+    /// The recorder's counters: samples, lost records, how the target ended.
+    pub summary: Summary,
+    /// The unwinding actually used (never `Auto`), and why.
+    pub unwind: UnwindMode,
+    pub unwind_reason: String,
+    /// Things the user should know (stripped binaries, lost samples, ...), one line each.
+    pub warnings: Vec<String>,
+}
+
+/// Why collection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error(transparent)]
+    Record(#[from] pgo_record::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The main executable of a target, for unwinding detection and comments.
+fn target_executable(target: &Target) -> Option<PathBuf> {
+    match target {
+        Target::Attach { pid } => std::fs::read_link(format!("/proc/{pid}/exe")).ok(),
+        Target::Spawn { program, .. } => {
+            let p = Path::new(program);
+            if p.components().count() > 1 {
+                return Some(p.to_path_buf());
+            }
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(p))
+                    .find(|c| c.is_file())
+            })
+        }
+    }
+}
+
+/// Records `target` and builds its profile. `progress` is called a few times a second.
+pub fn collect(
+    target: &Target,
+    options: &CollectOptions,
+    mut progress: impl FnMut(&Progress),
+) -> Result<Collected, CollectError> {
+    let executable = target_executable(target);
+    let (unwind, unwind_reason) = match options.unwind {
+        UnwindMode::Auto => match executable.as_deref().map(detect_frame_pointers) {
+            Some(FramePointerVerdict::Present(why)) => (UnwindMode::FramePointers, why),
+            Some(FramePointerVerdict::Absent(why)) => (UnwindMode::Dwarf, why),
+            None => (
+                UnwindMode::FramePointers,
+                "the program's executable was not found; assumed frame pointers".to_string(),
+            ),
+        },
+        mode => (mode, "chosen with --unwind".to_string()),
+    };
+    let record_options = RecordOptions {
+        frequency: options.frequency,
+        duration: options.duration,
+        stop: options.stop.clone(),
+        user_stack: (unwind == UnwindMode::Dwarf).then_some(options.user_stack_bytes),
+        ..RecordOptions::default()
+    };
+    let wall_start = std::time::SystemTime::now();
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let mut collector = to_profile::Collector::new(unwind);
+    let (mut samples, mut lost) = (0u64, 0u64);
+    let summary = pgo_record::record_with(target, &record_options, |event| {
+        match &event {
+            Event::Sample(_) => samples += 1,
+            Event::Lost(l) => lost += l.lost,
+            _ => {}
+        }
+        collector.push(event);
+        if last_report.elapsed() >= Duration::from_millis(200) {
+            last_report = Instant::now();
+            progress(&Progress {
+                elapsed: started.elapsed(),
+                samples,
+                lost,
+            });
+        }
+        std::ops::ControlFlow::Continue(())
+    })?;
+    progress(&Progress {
+        elapsed: started.elapsed(),
+        samples,
+        lost: summary.lost,
+    });
+    let meta = to_profile::Meta {
+        command: match target {
+            Target::Spawn { args, .. } => args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" "),
+            Target::Attach { pid } => format!("pid {pid}"),
+        },
+        executable,
+        frequency: options.frequency,
+        wall_start,
+        unwind_note: format!("unwinding: {} ({unwind_reason})", unwind.name()),
+    };
+    let (profile, mut warnings) = collector.finish(&summary, &meta);
+    if summary.lost > 0 {
+        warnings.push(format!(
+            "{} samples were lost (the kernel's ring buffer was full); try a lower -F",
+            summary.lost
+        ));
+    }
+    Ok(Collected {
+        profile,
+        summary,
+        unwind,
+        unwind_reason,
+        warnings,
+    })
+}

@@ -1,0 +1,384 @@
+//! From recorder events to a pprof profile: stacks, mappings, symbols, labels.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pgo_profile::{
+    FunctionInfo, LabelValue, LineInfo, LocationId, MappingId, MappingInfo, Profile, ProfileBuilder,
+};
+use pgo_record::{CommEvent, Event, Sample, Summary};
+use pgo_symbolize::{FrameSource, SourceFrame, Symbolizer};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::UnwindMode;
+use crate::address_space::AddressSpaces;
+use crate::kallsyms::KernelSymbols;
+
+/// A sample reduced to what the profile needs: addresses leaf first, the first `kernel` of them
+/// kernel addresses. Stack copies are unwound as they arrive and then dropped, so memory stays
+/// proportional to stack depth, not to the copy size.
+struct RawSample {
+    pid: u32,
+    tid: u32,
+    time: u64,
+    period: u64,
+    addresses: Vec<u64>,
+    kernel: usize,
+}
+
+/// What the profile's header and comments say about the collection.
+pub(crate) struct Meta {
+    pub command: String,
+    pub executable: Option<PathBuf>,
+    pub frequency: u32,
+    pub wall_start: std::time::SystemTime,
+    pub unwind_note: String,
+}
+
+pub(crate) struct Collector {
+    unwind: UnwindMode,
+    samples: Vec<RawSample>,
+    spaces: AddressSpaces,
+    comms: Vec<CommEvent>,
+}
+
+/// Where an address of a stack lives.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Place {
+    Kernel,
+    Mapping(usize),
+    Unmapped,
+}
+
+/// One distinct frame: where, which address, and whether it is the sampled instruction itself
+/// (looked up as is) or a return address (looked up one byte earlier, in the call).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct FrameKey {
+    place: Place,
+    address: u64,
+    is_leaf: bool,
+}
+
+impl Collector {
+    pub(crate) fn new(unwind: UnwindMode) -> Self {
+        Collector {
+            unwind,
+            samples: Vec::new(),
+            spaces: AddressSpaces::default(),
+            comms: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, event: Event) {
+        match event {
+            Event::Sample(s) => {
+                let raw = self.reduce(&s);
+                self.samples.push(raw);
+            }
+            Event::Mmap(m) => self.spaces.add_mmap(m),
+            Event::Comm(c) => {
+                self.spaces.add_comm(&c);
+                self.comms.push(c);
+            }
+            Event::Fork(t) => self.spaces.add_fork(&t),
+            _ => {}
+        }
+    }
+
+    fn reduce(&mut self, s: &Sample) -> RawSample {
+        let mut addresses: Vec<u64> = s.kernel_frames().collect();
+        let kernel = addresses.len();
+        addresses.extend(s.user_frames());
+        if addresses.is_empty() {
+            addresses.push(s.ip);
+        }
+        let _ = self.unwind;
+        RawSample {
+            pid: s.pid,
+            tid: s.tid,
+            time: s.time,
+            period: s.period,
+            addresses,
+            kernel,
+        }
+    }
+
+    pub(crate) fn finish(mut self, summary: &Summary, meta: &Meta) -> (Profile, Vec<String>) {
+        let mut warnings = Vec::new();
+        self.comms.sort_by_key(|c| c.time);
+        let mut b = ProfileBuilder::new(&[("samples", "count"), ("cpu", "nanoseconds")]);
+        let period = 1_000_000_000 / i64::from(meta.frequency.max(1));
+        b.set_period("cpu", "nanoseconds", period);
+        b.set_default_sample_type("cpu");
+        let wall = meta
+            .wall_start
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        b.set_time_nanos(wall.as_nanos() as i64);
+        b.set_duration_nanos(summary.ended.saturating_sub(summary.started) as i64);
+        b.add_comment(&format!("pgo collect: {}", meta.command));
+        b.add_comment(&format!(
+            "{} at {} Hz; {}",
+            summary.info.event.name(),
+            meta.frequency,
+            meta.unwind_note
+        ));
+        b.add_comment(&format!(
+            "{} samples, {} lost",
+            summary.samples, summary.lost
+        ));
+
+        // Pass 1: place and symbolize every distinct frame once.
+        let mut symbolizer = Symbolizer::new();
+        let mut kernel_symbols: Option<KernelSymbols> = None;
+        let mut build_ids: FxHashMap<PathBuf, String> = FxHashMap::default();
+        let mut resolved: FxHashMap<FrameKey, Resolved> = FxHashMap::default();
+        let mut warned: FxHashSet<String> = FxHashSet::default();
+        let mut sample_keys: Vec<Vec<FrameKey>> = Vec::with_capacity(self.samples.len());
+        for s in &self.samples {
+            let mut keys = Vec::with_capacity(s.addresses.len());
+            for (i, &address) in s.addresses.iter().enumerate() {
+                let place = if i < s.kernel {
+                    Place::Kernel
+                } else {
+                    self.spaces
+                        .find(s.pid, address, s.time)
+                        .map_or(Place::Unmapped, Place::Mapping)
+                };
+                let key = FrameKey {
+                    place,
+                    address,
+                    is_leaf: i == 0,
+                };
+                if let std::collections::hash_map::Entry::Vacant(slot) = resolved.entry(key) {
+                    slot.insert(resolve(
+                        key,
+                        &self.spaces,
+                        &mut symbolizer,
+                        &mut kernel_symbols,
+                        &mut build_ids,
+                        &mut warned,
+                        &mut warnings,
+                    ));
+                }
+                keys.push(key);
+            }
+            sample_keys.push(keys);
+        }
+
+        // Pass 2: mappings (main executable first, as pprof expects), then locations.
+        let mut used: Vec<Place> = resolved
+            .keys()
+            .map(|k| k.place)
+            .collect::<FxHashSet<_>>()
+            .into_iter()
+            .collect();
+        let is_main = |p: &Place| match (p, &meta.executable) {
+            (Place::Mapping(i), Some(exe)) => self.spaces.mmaps[*i].filename == *exe,
+            _ => false,
+        };
+        used.sort_by_key(|p| {
+            let order = match p {
+                Place::Mapping(i) => *i as u64,
+                Place::Kernel => u64::MAX - 1,
+                Place::Unmapped => u64::MAX,
+            };
+            (!is_main(p), order)
+        });
+        let mut mapping_ids: FxHashMap<Place, MappingId> = FxHashMap::default();
+        for place in used {
+            let symbolized: Vec<&Resolved> = resolved
+                .iter()
+                .filter(|(k, _)| k.place == place)
+                .map(|(_, r)| r)
+                .collect();
+            let has_functions = symbolized.iter().any(|r| !r.frames.is_empty());
+            let has_lines = symbolized
+                .iter()
+                .any(|r| r.frames.iter().any(|f| f.line > 0));
+            let has_inline = symbolized.iter().any(|r| r.frames.len() > 1) || has_lines;
+            let id = match place {
+                Place::Mapping(i) => {
+                    let m = &self.spaces.mmaps[i];
+                    let path = m.filename.to_string_lossy();
+                    b.mapping(MappingInfo {
+                        memory_start: m.start,
+                        memory_limit: m.end(),
+                        file_offset: m.pgoff,
+                        filename: &path,
+                        build_id: build_ids.get(&m.filename).map_or("", String::as_str),
+                        has_functions,
+                        has_filenames: has_lines,
+                        has_line_numbers: has_lines,
+                        has_inline_frames: has_inline,
+                    })
+                }
+                Place::Kernel => {
+                    let (start, limit) = kernel_symbols
+                        .as_ref()
+                        .and_then(KernelSymbols::range)
+                        .unwrap_or((0, u64::MAX));
+                    b.mapping(MappingInfo {
+                        memory_start: start,
+                        memory_limit: limit,
+                        filename: "[kernel.kallsyms]",
+                        has_functions,
+                        ..MappingInfo::default()
+                    })
+                }
+                Place::Unmapped => continue,
+            };
+            mapping_ids.insert(place, id);
+        }
+        let mut locations: FxHashMap<FrameKey, LocationId> = FxHashMap::default();
+        for (key, r) in &resolved {
+            let lines: Vec<LineInfo> = r
+                .frames
+                .iter()
+                .map(|f| LineInfo {
+                    function: b.function(FunctionInfo {
+                        name: &f.function_name,
+                        system_name: &f.function_linkage_name,
+                        filename: if f.function_file.is_empty() {
+                            &f.file
+                        } else {
+                            &f.function_file
+                        },
+                        start_line: i64::from(f.start_line),
+                    }),
+                    line: i64::from(f.line),
+                    column: i64::from(f.column),
+                })
+                .collect();
+            locations.insert(
+                *key,
+                b.location(mapping_ids.get(&key.place).copied(), key.address, &lines),
+            );
+        }
+
+        let processes: FxHashSet<u32> = self.samples.iter().map(|s| s.pid).collect();
+        let mut stack = Vec::new();
+        for (s, keys) in self.samples.iter().zip(&sample_keys) {
+            stack.clear();
+            stack.extend(keys.iter().map(|k| locations[k]));
+            let thread_name = self.thread_name(s.tid, s.time);
+            let mut labels = vec![("thread_id", LabelValue::Num(i64::from(s.tid), ""))];
+            if !thread_name.is_empty() {
+                labels.push(("thread_name", LabelValue::Str(thread_name)));
+            }
+            if processes.len() > 1 {
+                labels.push(("pid", LabelValue::Num(i64::from(s.pid), "")));
+            }
+            b.add_sample(&stack, &[1, s.period as i64], &labels)
+                .expect("one value per sample type, never negative");
+        }
+        let mut binaries: Vec<String> = build_ids
+            .iter()
+            .map(|(path, id)| {
+                format!(
+                    "binary: {} build-id {}",
+                    path.display(),
+                    if id.is_empty() { "none" } else { id }
+                )
+            })
+            .collect();
+        binaries.sort();
+        for line in binaries {
+            b.add_comment(&line);
+        }
+        (b.build(), warnings)
+    }
+
+    /// The name the thread had at `time` (the last COMM before it).
+    fn thread_name(&self, tid: u32, time: u64) -> &str {
+        self.comms
+            .iter()
+            .rev()
+            .find(|c| c.tid == tid && (c.time <= time || c.synthesized))
+            .or_else(|| self.comms.iter().find(|c| c.tid == tid))
+            .map_or("", |c| c.comm.as_str())
+    }
+}
+
+/// Source frames of one distinct frame (empty when unknown).
+struct Resolved {
+    frames: Arc<[SourceFrame]>,
+}
+
+fn kernel_frame(name: &str) -> Arc<[SourceFrame]> {
+    let name: Arc<str> = Arc::from(name);
+    Arc::from([SourceFrame {
+        function_linkage_name: name.clone(),
+        function_name: name,
+        file: Arc::from(""),
+        line: 0,
+        column: 0,
+        function_file: Arc::from(""),
+        start_line: 0,
+        inlined: false,
+    }])
+}
+
+fn resolve(
+    key: FrameKey,
+    spaces: &AddressSpaces,
+    symbolizer: &mut Symbolizer,
+    kernel_symbols: &mut Option<KernelSymbols>,
+    build_ids: &mut FxHashMap<PathBuf, String>,
+    warned: &mut FxHashSet<String>,
+    warnings: &mut Vec<String>,
+) -> Resolved {
+    // A return address points after the call; the call itself is one byte earlier.
+    let lookup = if key.is_leaf {
+        key.address
+    } else {
+        key.address.saturating_sub(1)
+    };
+    let empty = || Resolved {
+        frames: Arc::from([]),
+    };
+    match key.place {
+        Place::Unmapped => empty(),
+        Place::Kernel => {
+            let ks = kernel_symbols.get_or_insert_with(KernelSymbols::load);
+            match ks.lookup(lookup) {
+                Some(name) => Resolved {
+                    frames: kernel_frame(name),
+                },
+                None => empty(),
+            }
+        }
+        Place::Mapping(i) => {
+            let m = &spaces.mmaps[i];
+            let path = m.filename.to_string_lossy();
+            let build_id = build_ids
+                .entry(m.filename.clone())
+                .or_insert_with(|| match m.build_id() {
+                    Some(id) => id.iter().map(|b| format!("{b:02x}")).collect(),
+                    None => pgo_symbolize::ObjectInfo::read(&m.filename)
+                        .map(|i| i.build_id)
+                        .unwrap_or_default(),
+                })
+                .clone();
+            match symbolizer.symbolize_runtime_address(&path, &build_id, m.start, m.pgoff, lookup) {
+                Ok(s) => {
+                    if s.object_is_stripped && warned.insert(path.to_string()) {
+                        warnings.push(format!(
+                            "{path} is stripped (no symbols): its addresses are kept unsymbolized"
+                        ));
+                    }
+                    if matches!(s.source, FrameSource::Special(_)) {
+                        return empty();
+                    }
+                    Resolved { frames: s.frames }
+                }
+                Err(e) => {
+                    if warned.insert(path.to_string()) {
+                        warnings.push(format!("cannot symbolize {path}: {e}"));
+                    }
+                    empty()
+                }
+            }
+        }
+    }
+}
