@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -112,7 +112,8 @@ pub fn collect(a: CollectArgs) -> Result<u8, Error> {
         None => Target::spawn(a.command.clone()),
     };
     let stop = Arc::new(AtomicBool::new(false));
-    install_ctrl_c(stop.clone(), a.pid.is_none());
+    let spawned = a.pid.is_none().then(|| Arc::new(AtomicU32::new(0)));
+    install_ctrl_c(stop.clone(), spawned.clone());
     let options = CollectOptions {
         frequency: a.frequency,
         duration: a.duration,
@@ -122,6 +123,7 @@ pub fn collect(a: CollectArgs) -> Result<u8, Error> {
             Unwind::Dwarf => UnwindMode::Dwarf,
         },
         stop: Some(stop),
+        spawned_pid: spawned,
         ..CollectOptions::default()
     };
     let bar = indicatif::ProgressBar::new_spinner();
@@ -245,19 +247,23 @@ fn check_writable(path: &std::path::Path) -> Result<(), Error> {
         })
 }
 
-/// Ctrl-C stops recording; the profile is still written. A Ctrl-C typed at a terminal reaches
-/// the spawned program directly (same process group); a SIGINT sent to pgo alone (not from a
-/// terminal) is passed on to the program, so it ends too.
-fn install_ctrl_c(stop: Arc<AtomicBool>, spawn_mode: bool) {
+/// Ctrl-C in attach mode stops recording. In spawn mode the program gets the signal and pgo
+/// waits for it to end, so it can shut down cleanly; a second Ctrl-C stops recording at once.
+/// A Ctrl-C typed at a terminal reaches the program directly (same process group); a SIGINT
+/// sent to pgo alone (not from a terminal) is passed on to the program. Either way the profile
+/// is written.
+fn install_ctrl_c(stop: Arc<AtomicBool>, spawned: Option<Arc<AtomicU32>>) {
     let from_terminal = std::io::stdin().is_terminal();
+    let presses = AtomicU32::new(0);
     let _ = ctrlc::set_handler(move || {
-        stop.store(true, Ordering::SeqCst);
-        if spawn_mode && !from_terminal {
-            // SAFETY: kill(2) with a pid of 0 targets our own process group, which holds the
-            // spawned program; it has no memory-safety preconditions.
+        let first = presses.fetch_add(1, Ordering::SeqCst) == 0;
+        let pid = spawned.as_ref().map_or(0, |p| p.load(Ordering::SeqCst));
+        if !first || pid == 0 {
+            stop.store(true, Ordering::SeqCst);
+        } else if !from_terminal {
+            // SAFETY: kill(2) has no memory-safety preconditions; pid is the spawned program.
             unsafe {
-                libc::signal(libc::SIGINT, libc::SIG_IGN);
-                libc::kill(0, libc::SIGINT);
+                libc::kill(pid as libc::pid_t, libc::SIGINT);
             }
         }
     });

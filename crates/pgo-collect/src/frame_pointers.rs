@@ -74,8 +74,22 @@ pub fn detect_frame_pointers(path: &Path) -> FramePointerVerdict {
     } else {
         file.dynamic_symbols().collect()
     };
+    let is_rust = symbols.iter().any(|s| {
+        s.name()
+            .is_ok_and(|n| n.starts_with("_R") || n == "rust_begin_unwind")
+    });
+    let own_code_only = is_rust
+        && symbols
+            .iter()
+            .any(|s| s.name().is_ok_and(|n| n.starts_with("_ZN")));
     for sym in symbols {
         if sym.kind() != SymbolKind::Text || sym.size() < 32 {
+            continue;
+        }
+        // Rust's precompiled standard library (v0-mangled, `_R...`) keeps frame pointers
+        // whatever the program's own code does. Code compiled in the program's own build,
+        // including generic std code instantiated there, is legacy-mangled (`_ZN`): judge by it.
+        if own_code_only && !sym.name().is_ok_and(|n| n.starts_with("_ZN")) {
             continue;
         }
         let Some(offset) = sym.address().checked_sub(text_start) else {

@@ -17,7 +17,7 @@ mod url;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use pgo_profile::Profile;
@@ -59,6 +59,8 @@ pub struct CollectOptions {
     pub user_stack_bytes: u32,
     /// Set to stop collecting (Ctrl-C); the profile is still built.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Filled with the pid of the spawned program as soon as it runs (for passing on signals).
+    pub spawned_pid: Option<Arc<AtomicU32>>,
 }
 
 impl Default for CollectOptions {
@@ -69,6 +71,7 @@ impl Default for CollectOptions {
             unwind: UnwindMode::Auto,
             user_stack_bytes: 16 * 1024,
             stop: None,
+            spawned_pid: None,
         }
     }
 }
@@ -151,6 +154,18 @@ pub fn collect(
     let mut collector = to_profile::Collector::new(unwind);
     let (mut samples, mut lost) = (0u64, 0u64);
     let summary = pgo_record::record_with(target, &record_options, |event| {
+        if let (Some(slot), Target::Spawn { .. }) = (&options.spawned_pid, target) {
+            // The first event of a spawn is the program's own exec.
+            let pid = match &event {
+                Event::Comm(c) => c.pid,
+                Event::Sample(s) => s.pid,
+                Event::Mmap(m) => m.pid,
+                _ => 0,
+            };
+            if pid != 0 {
+                let _ = slot.compare_exchange(0, pid, Ordering::SeqCst, Ordering::SeqCst);
+            }
+        }
         match &event {
             Event::Sample(_) => samples += 1,
             Event::Lost(l) => lost += l.lost,

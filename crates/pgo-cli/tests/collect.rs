@@ -1,0 +1,609 @@
+//! `pgo collect` end to end: real programs (Rust, C, Go) sampled with perf_event_open, checked
+//! against independent truths (callgrind instruction counts, Go's own runtime/pprof, the
+//! source text), plus threads, forks, crashes, exit codes, Ctrl-C, attach, URLs and errors.
+
+mod common;
+
+/// These tests measure CPU time; running them side by side on a 2-core machine would skew
+/// what they measure (and Go's own profiler in particular), so they take turns.
+static CPU: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn cpu_turn() -> std::sync::MutexGuard<'static, ()> {
+    CPU.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use pgo_profile::{Profile, ProfileView};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Builds `fixtures/collect-rust` in release mode (debug info on), with or without frame
+/// pointers, into its own target directory under the workspace's `target/`.
+fn rust_fixture(frame_pointers: bool) -> PathBuf {
+    let target = root().join(format!(
+        "target/fixture-builds/collect-rust-fp{}",
+        frame_pointers as u8
+    ));
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(root().join("fixtures/collect-rust/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("RUSTFLAGS")
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            if frame_pointers {
+                "-Cforce-frame-pointers=yes"
+            } else {
+                ""
+            },
+        );
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "building the Rust fixture failed");
+    target.join("release/collect-rust")
+}
+
+/// Builds `fixtures/collect-c/workloads.c` into `dir`.
+fn c_fixture(dir: &Path) -> PathBuf {
+    let out = dir.join("workloads");
+    let status = Command::new("cc")
+        .args(["-O1", "-fno-omit-frame-pointer", "-g", "-pthread", "-o"])
+        .arg(&out)
+        .arg(root().join("fixtures/collect-c/workloads.c"))
+        .status()
+        .expect("cc runs");
+    assert!(status.success());
+    out
+}
+
+fn load(path: &Path) -> Profile {
+    pgo_profile::read_profile(path).expect("pgo collect writes a valid profile")
+}
+
+/// Sum of the cpu value per function, cumulative (once per sample) or flat (leaf frame).
+fn shares(p: &Profile, cumulative: bool) -> BTreeMap<String, f64> {
+    let view = ProfileView::new(p);
+    let index = view.sample_index(Some("cpu")).unwrap();
+    let total: i64 = p.sample.iter().map(|s| s.value[index]).sum();
+    let mut out: BTreeMap<String, f64> = BTreeMap::new();
+    for s in &p.sample {
+        // Go's signal-based profiler puts runtime.asyncPreempt, which it injects into a running
+        // goroutine to preempt it, on top of the interrupted function: count that function.
+        let names: Vec<String> = view
+            .frames(s)
+            .map(|f| view.frame_name(&f).into_owned())
+            .skip_while(|n| n == "runtime.asyncPreempt")
+            .collect();
+        let counted: Vec<&String> = if cumulative {
+            let mut seen = std::collections::BTreeSet::new();
+            names.iter().filter(|n| seen.insert(n.as_str())).collect()
+        } else {
+            names.first().into_iter().collect()
+        };
+        for n in counted {
+            *out.entry(n.clone()).or_default() += s.value[index] as f64 / total as f64;
+        }
+    }
+    out
+}
+
+/// Inclusive instruction counts per function from `callgrind_annotate --inclusive=yes`.
+fn callgrind_inclusive(binary: &Path, args: &[&str], dir: &Path) -> BTreeMap<String, u64> {
+    let out = dir.join("callgrind.out");
+    let status = Command::new("valgrind")
+        .args(["--tool=callgrind", "--quiet"])
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(binary)
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("valgrind runs (it is on every machine of this kind)");
+    assert!(status.success());
+    let text = Command::new("callgrind_annotate")
+        .args(["--inclusive=yes", "--threshold=100"])
+        .arg(&out)
+        .output()
+        .expect("callgrind_annotate runs");
+    let mut counts = BTreeMap::new();
+    for line in String::from_utf8_lossy(&text.stdout).lines() {
+        // "1,234,567 (12.3%)  src/main.rs:collect_rust::sixty [/path/bin]"
+        let line = line.trim();
+        let Some((count, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(count) = count.replace(',', "").parse::<u64>() else {
+            continue;
+        };
+        // A function's lines may be listed under several files (inlined code); its own entry,
+        // the largest, is the function's inclusive count.
+        if let Some((_, func)) = rest
+            .split_whitespace()
+            .find(|w| w.contains(':'))
+            .and_then(|w| w.split_once(':'))
+        {
+            let entry = counts.entry(func.to_string()).or_insert(0);
+            *entry = (*entry).max(count);
+        }
+    }
+    counts
+}
+
+/// The 1-based line of `fn NAME` in `source`.
+fn fn_line(source: &str, name: &str) -> i64 {
+    source
+        .lines()
+        .position(|l| l.trim_start().starts_with(&format!("fn {name}(")))
+        .map(|i| i as i64 + 1)
+        .unwrap_or_else(|| panic!("fn {name} in the source"))
+}
+
+fn check_rust_accuracy(frame_pointers: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = rust_fixture(frame_pointers);
+    let truth = callgrind_inclusive(&binary, &["4"], dir.path());
+    let three = [
+        "collect_rust::sixty",
+        "collect_rust::thirty",
+        "collect_rust::ten",
+    ];
+    let truth_total: u64 = three.iter().map(|f| truth[*f]).sum();
+
+    let out = dir.path().join("rust.pb.gz");
+    let unwind = if frame_pointers { "fp" } else { "dwarf" };
+    ok(pgo(&[
+        &"collect",
+        &"--unwind",
+        &unwind,
+        &"-o",
+        &out,
+        &"--",
+        &binary,
+        &"400",
+    ]));
+    let profile = load(&out);
+    let cum = shares(&profile, true);
+    let ours_total: f64 = three
+        .iter()
+        .map(|f| cum.get(*f).copied().unwrap_or(0.0))
+        .sum();
+    for f in three {
+        let want = 100.0 * truth[f] as f64 / truth_total as f64;
+        let got = 100.0 * cum.get(f).copied().unwrap_or(0.0) / ours_total;
+        assert!(
+            (got - want).abs() <= 5.0,
+            "{f}: {got:.1}% sampled vs {want:.1}% of instructions (callgrind)"
+        );
+    }
+    assert!(
+        cum.get("collect_rust::run").copied().unwrap_or(0.0) > 0.9,
+        "run is on (almost) every stack: {cum:?}"
+    );
+
+    // Inline frames and start lines, against the source text.
+    let source = std::fs::read_to_string(root().join("fixtures/collect-rust/src/main.rs")).unwrap();
+    let view = ProfileView::new(&profile);
+    let inlined_step = profile.location.iter().any(|l| {
+        let names: Vec<String> = view
+            .location_frames(l)
+            .iter()
+            .map(|f| view.frame_name(f).into_owned())
+            .collect();
+        names
+            .iter()
+            .position(|n| n == "collect_rust::step")
+            .is_some_and(|i| names.get(i + 1).is_some_and(|n| n == "collect_rust::sixty"))
+    });
+    assert!(inlined_step, "step shows as an inline frame of sixty");
+    for name in ["step", "sixty", "thirty", "ten", "run"] {
+        let f = profile
+            .function
+            .iter()
+            .find(|f| view.str(f.name) == format!("collect_rust::{name}"))
+            .unwrap_or_else(|| panic!("collect_rust::{name} in the profile"));
+        assert_eq!(f.start_line, fn_line(&source, name), "start line of {name}");
+        assert!(
+            view.str(f.system_name).starts_with("_ZN"),
+            "linkage name kept for {name}"
+        );
+        assert!(view.str(f.filename).ends_with("src/main.rs"));
+    }
+    // Exact addresses and the main binary's mapping with its build ID.
+    let main = &profile.mapping[0];
+    assert!(view.str(main.filename).ends_with("collect-rust"));
+    assert!(
+        profile
+            .location
+            .iter()
+            .filter(|l| l.mapping_id == main.id)
+            .all(|l| l.address >= main.memory_start && l.address < main.memory_limit)
+    );
+}
+
+#[test]
+fn rust_shares_match_callgrind_with_frame_pointers() {
+    let _turn = cpu_turn();
+    check_rust_accuracy(true);
+}
+
+#[test]
+fn go_profile_agrees_with_runtime_pprof_and_go_build_accepts_it() {
+    let _turn = cpu_turn();
+    let Some(go) = go() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("gocpu");
+    let status = Command::new(&go)
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(".")
+        .current_dir(root().join("fixtures/go-cpu"))
+        .env("GOTOOLCHAIN", "local")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ours = dir.path().join("ours.pb.gz");
+    let theirs = dir.path().join("theirs.pb.gz");
+    // One run, two profilers: ours from outside, Go's runtime/pprof from inside.
+    let o = pgo(&[
+        &"collect",
+        &"-o",
+        &ours,
+        &"--",
+        &binary,
+        &"-seconds",
+        &"5",
+        &"-cpuprofile",
+        &theirs,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unwinding: frame pointers (a Go binary"),
+        "{}",
+        stderr(&o)
+    );
+    let (a, b) = (shares(&load(&ours), false), shares(&load(&theirs), false));
+    let top10 = |m: &BTreeMap<String, f64>| {
+        let mut v: Vec<(&String, &f64)> = m.iter().collect();
+        v.sort_by(|x, y| y.1.total_cmp(x.1));
+        v.into_iter()
+            .take(10)
+            .map(|(k, _)| k.clone())
+            .collect::<Vec<_>>()
+    };
+    let mut union = top10(&a);
+    union.extend(top10(&b));
+    union.sort();
+    union.dedup();
+    // Both distributions renormalized over the union of the two top-10 lists.
+    let sum = |m: &BTreeMap<String, f64>| {
+        union
+            .iter()
+            .map(|f| m.get(f).copied().unwrap_or(0.0))
+            .sum::<f64>()
+    };
+    let (sa, sb) = (sum(&a), sum(&b));
+    let overlap: f64 = union
+        .iter()
+        .map(|f| (a.get(f).copied().unwrap_or(0.0) / sa).min(b.get(f).copied().unwrap_or(0.0) / sb))
+        .sum();
+    assert!(
+        overlap >= 0.9,
+        "top-10 overlap {overlap:.3}: ours {a:?} theirs {b:?}"
+    );
+
+    // Go's compiler takes our profile (it refuses ones without start lines).
+    let status = Command::new(&go)
+        .arg("build")
+        .arg(format!("-pgo={}", ours.display()))
+        .arg("-o")
+        .arg(dir.path().join("gocpu-pgo"))
+        .arg(".")
+        .current_dir(root().join("fixtures/go-cpu"))
+        .env("GOTOOLCHAIN", "local")
+        .status()
+        .unwrap();
+    assert!(status.success(), "go build -pgo accepts our profile");
+}
+
+fn thread_ids(p: &Profile) -> std::collections::BTreeSet<i64> {
+    let view = ProfileView::new(p);
+    p.sample
+        .iter()
+        .flat_map(|s| {
+            s.label
+                .iter()
+                .filter(|l| view.str(l.key) == "thread_id")
+                .map(|l| l.num)
+        })
+        .collect()
+}
+
+#[test]
+fn every_thread_and_forked_child_is_sampled() {
+    let _turn = cpu_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = c_fixture(dir.path());
+    let out = dir.path().join("t.pb.gz");
+    ok(pgo(&[&"collect", &"-o", &out, &"--", &bin, &"threads"]));
+    let p = load(&out);
+    let cum = shares(&p, true);
+    assert!(
+        cum.get("thread_a_work").copied().unwrap_or(0.0) > 0.2,
+        "{cum:?}"
+    );
+    assert!(
+        cum.get("thread_b_work").copied().unwrap_or(0.0) > 0.2,
+        "{cum:?}"
+    );
+    assert!(thread_ids(&p).len() >= 2, "samples carry both thread ids");
+
+    ok(pgo(&[&"collect", &"-o", &out, &"--", &bin, &"fork"]));
+    let p = load(&out);
+    let cum = shares(&p, true);
+    assert!(
+        cum.get("parent_work").copied().unwrap_or(0.0) > 0.2,
+        "{cum:?}"
+    );
+    assert!(
+        cum.get("child_work").copied().unwrap_or(0.0) > 0.2,
+        "the forked child is sampled: {cum:?}"
+    );
+    let view = ProfileView::new(&p);
+    let pids: std::collections::BTreeSet<i64> = p
+        .sample
+        .iter()
+        .flat_map(|s| {
+            s.label
+                .iter()
+                .filter(|l| view.str(l.key) == "pid")
+                .map(|l| l.num)
+        })
+        .collect();
+    assert_eq!(pids.len(), 2, "a pid label tells the two processes apart");
+}
+
+#[test]
+fn a_crashing_program_still_gets_a_profile_and_its_status_is_passed_on() {
+    let _turn = cpu_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = c_fixture(dir.path());
+    let out = dir.path().join("crash.pb.gz");
+    let o = pgo(&[&"collect", &"-o", &out, &"--", &bin, &"crash"]);
+    assert_eq!(o.status.code(), Some(128 + 11), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("was killed by signal 11 (SIGSEGV)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(shares(&load(&out), true).contains_key("before_crash"));
+
+    let o = pgo(&[&"collect", &"-o", &out, &"--", &bin, &"exit", &"3"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        stderr(&o).contains("exited with status 3"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(shares(&load(&out), true).contains_key("before_exit"));
+}
+
+#[test]
+fn ctrl_c_stops_the_program_and_writes_the_profile() {
+    let _turn = cpu_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = c_fixture(dir.path());
+    let out = dir.path().join("int.pb.gz");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgo"))
+        .args(["collect", "-o"])
+        .arg(&out)
+        .arg("--")
+        .arg(&bin)
+        .args(["burn", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "burning\n");
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc_kill(child.id() as i32, 2) };
+    let start = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "stopped promptly"
+    );
+    assert_eq!(
+        status.code(),
+        Some(128 + 2),
+        "the program got SIGINT too: {err}"
+    );
+    assert!(
+        shares(&load(&out), true).contains_key("burn_forever"),
+        "{err}"
+    );
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+#[test]
+fn attach_to_a_running_process() {
+    let _turn = cpu_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = c_fixture(dir.path());
+    let mut target = Command::new(&bin)
+        .args(["burn", "3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(target.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let out = dir.path().join("attach.pb.gz");
+    let pid = target.id().to_string();
+    let o = pgo(&[
+        &"collect",
+        &"--pid",
+        &pid,
+        &"--duration",
+        &"1s",
+        &"-o",
+        &out,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    target.kill().unwrap();
+    target.wait().unwrap();
+    let p = load(&out);
+    let samples: i64 = p.sample.iter().map(|s| s.value[0]).sum();
+    assert!(samples > 300, "about a second at 999 Hz: {samples}");
+    assert!(shares(&p, true).get("burn_forever").copied().unwrap_or(0.0) > 0.8);
+}
+
+#[test]
+fn url_pulls_a_profile_from_go_net_http_pprof() {
+    let _turn = cpu_turn();
+    let Some(go) = go() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("gocpu");
+    let status = Command::new(&go)
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(".")
+        .current_dir(root().join("fixtures/go-cpu"))
+        .env("GOTOOLCHAIN", "local")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut server = Command::new(&binary)
+        .args(["-seconds", "6", "-http", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the address")
+        .to_string();
+    let out = dir.path().join("url.pb.gz");
+    let url = format!("http://{addr}/debug/pprof/profile?seconds=2");
+    let o = pgo(&[&"collect", &"--url", &url, &"-o", &out]);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(shares(&load(&out), true).contains_key("main.mix64"));
+}
+
+/// A one-shot HTTP server on loopback that answers `body` with `status`.
+fn serve_once(status: &'static str, body: &'static [u8]) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body);
+        }
+    });
+    format!("http://{addr}/debug/pprof/profile?seconds=1")
+}
+
+/// Exit code 2, one line naming `what`, and no output file.
+fn assert_collect_fails(
+    args: &[&dyn AsRef<std::ffi::OsStr>],
+    out: &Path,
+    what: &str,
+    problem: &str,
+) {
+    let o = pgo(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.starts_with("pgo: error: ") && err.contains(what) && err.contains(problem),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn collect_errors_are_one_line() {
+    let _turn = cpu_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("e.pb.gz");
+    assert_collect_fails(
+        &[&"collect", &"-o", &out, &"--", &"/no/such/program"],
+        &out,
+        "/no/such/program",
+        "not found",
+    );
+    assert_collect_fails(
+        &[&"collect", &"--pid", &"999999999", &"-o", &out],
+        &out,
+        "999999999",
+        "no process",
+    );
+    let bad_out = dir.path().join("missing/dir/x.pb.gz");
+    assert_collect_fails(
+        &[&"collect", &"-o", &bad_out, &"--", &"true"],
+        &bad_out,
+        &bad_out.display().to_string(),
+        "cannot write",
+    );
+    let closed = "http://127.0.0.1:1/debug/pprof/profile?seconds=1";
+    assert_collect_fails(
+        &[&"collect", &"--url", &closed, &"-o", &out],
+        &out,
+        closed,
+        "cannot connect",
+    );
+    let url = serve_once("200 OK", b"this is not a profile");
+    assert_collect_fails(
+        &[&"collect", &"--url", &url, &"-o", &out],
+        &out,
+        &url,
+        "not a profile",
+    );
+    let url = serve_once(
+        "500 Internal Server Error",
+        b"could not enable CPU profiling: already in use\n",
+    );
+    assert_collect_fails(
+        &[&"collect", &"--url", &url, &"-o", &out],
+        &out,
+        &url,
+        "HTTP 500: could not enable CPU profiling",
+    );
+    assert_collect_fails(&[&"collect", &"-o", &out], &out, "", "say what to profile");
+}
