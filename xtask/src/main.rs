@@ -24,8 +24,8 @@ fn main() -> ExitCode {
                  then `cargo test --workspace [ARGS]`\n  \
                  demo          inspect the bundled example profiles: top table, diff, flamegraphs\n  \
                  fixtures      regenerate profiles/ from fixtures/ (needs go, gcc, perf)\n  \
-                 bench [ARGS]  benchmarks against the anchor tools, same run (see BENCHMARKS.md);\n                \
-                 ARGS go to benches/src/inspect.rs, e.g. --samples 50000 --reps 3"
+                 bench [inspect|collect|all] [--quick]\n                \
+                 benchmarks against the anchor tools, same run (see BENCHMARKS.md)"
             );
             return ExitCode::from(2);
         }
@@ -199,9 +199,37 @@ fn path_with_go() -> Result<std::ffi::OsString, String> {
     .map_err(|e| e.to_string())
 }
 
-fn bench(extra: &[String]) -> Result<(), String> {
+/// Builds the collect fixture with or without frame pointers; returns the binary.
+fn collect_fixture(frame_pointers: bool) -> Result<PathBuf, String> {
     let root = root();
+    let target = root.join(format!(
+        "target/fixture-builds/collect-rust-fp{}",
+        frame_pointers as u8
+    ));
+    run(Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(root.join("fixtures/collect-rust/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("RUSTFLAGS")
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            if frame_pointers {
+                "-Cforce-frame-pointers=yes"
+            } else {
+                ""
+            },
+        ))?;
+    Ok(target.join("release/collect-rust"))
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let root = root();
+    let which = args.first().map(String::as_str).unwrap_or("all");
+    let quick = args.iter().any(|a| a == "--quick");
+    let reps = if quick { "3" } else { "5" };
     let path = path_with_go()?;
+    ensure_debian_packages(&[("perf", "linux-perf")])?;
     run(Command::new(env!("CARGO")).current_dir(&root).args([
         "build",
         "--release",
@@ -211,12 +239,26 @@ fn bench(extra: &[String]) -> Result<(), String> {
         "-p",
         "pgo-benches",
     ]))?;
-    eprintln!("\n== Inspection: pgo against go tool pprof (medians of interleaved runs)");
-    run(Command::new(root.join("target/release/inspect-bench"))
-        .env("PATH", &path)
-        .env("GOTOOLCHAIN", "local")
-        .arg(root.join("target/release/pgo"))
-        .args(extra))
+    let pgo = root.join("target/release/pgo");
+    if matches!(which, "all" | "inspect") {
+        eprintln!("\n== Inspection: pgo against go tool pprof (medians of interleaved runs)");
+        let samples = if quick { "50000" } else { "200000" };
+        run(Command::new(root.join("target/release/inspect-bench"))
+            .env("PATH", &path)
+            .env("GOTOOLCHAIN", "local")
+            .arg(&pgo)
+            .args(["--reps", reps, "--samples", samples]))?;
+    }
+    if matches!(which, "all" | "collect") {
+        eprintln!("\n== Collection: pgo collect against the bare program and perf record");
+        let (fp, nofp) = (collect_fixture(true)?, collect_fixture(false)?);
+        run(Command::new(root.join("target/release/collect-bench"))
+            .arg(&pgo)
+            .arg(&fp)
+            .arg(&nofp)
+            .args(["--reps", reps]))?;
+    }
+    Ok(())
 }
 
 fn fixtures() -> Result<(), String> {

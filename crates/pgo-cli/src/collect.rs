@@ -194,6 +194,7 @@ pub fn collect(a: CollectArgs) -> Result<u8, Error> {
             "unwind": collected.unwind.name(),
             "unwind_reason": collected.unwind_reason,
             "warnings": collected.warnings,
+            "processing_seconds": collected.processing.as_secs_f64(),
             "exit_code": code,
             "ended": ended,
         }))?;

@@ -607,3 +607,28 @@ fn collect_errors_are_one_line() {
     );
     assert_collect_fails(&[&"collect", &"-o", &out], &out, "", "say what to profile");
 }
+
+#[test]
+fn rust_shares_match_callgrind_with_dwarf_unwinding_of_a_default_release_build() {
+    let _turn = cpu_turn();
+    check_rust_accuracy(false);
+}
+
+#[test]
+fn auto_mode_picks_dwarf_for_a_default_rust_build_and_frame_pointers_when_present() {
+    let _turn = cpu_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("auto.pb.gz");
+    let o = pgo(&[&"collect", &"-o", &out, &"--", &rust_fixture(false), &"20"]);
+    assert!(
+        stderr(&o).contains("unwinding: dwarf (0 of"),
+        "{}",
+        stderr(&o)
+    );
+    let o = pgo(&[&"collect", &"-o", &out, &"--", &rust_fixture(true), &"20"]);
+    assert!(
+        stderr(&o).contains("unwinding: frame pointers ("),
+        "{}",
+        stderr(&o)
+    );
+}

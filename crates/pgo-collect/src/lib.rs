@@ -94,6 +94,8 @@ pub struct Collected {
     pub unwind_reason: String,
     /// Things the user should know (stripped binaries, lost samples, ...), one line each.
     pub warnings: Vec<String>,
+    /// Time spent after recording: symbolizing and building the profile.
+    pub processing: Duration,
 }
 
 /// Why collection failed.
@@ -201,7 +203,9 @@ pub fn collect(
         wall_start,
         unwind_note: format!("unwinding: {} ({unwind_reason})", unwind.name()),
     };
+    let processing_started = Instant::now();
     let (profile, mut warnings) = collector.finish(&summary, &meta);
+    let processing = processing_started.elapsed();
     if summary.lost > 0 {
         warnings.push(format!(
             "{} samples were lost (the kernel's ring buffer was full); try a lower -F",
@@ -214,5 +218,6 @@ pub fn collect(
         unwind,
         unwind_reason,
         warnings,
+        processing,
     })
 }

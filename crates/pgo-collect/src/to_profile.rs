@@ -36,10 +36,40 @@ pub(crate) struct Meta {
 }
 
 pub(crate) struct Collector {
-    unwind: UnwindMode,
     samples: Vec<RawSample>,
     spaces: AddressSpaces,
     comms: Vec<CommEvent>,
+    /// DWARF mode: unwinds each sample's stack copy as it arrives, with the modules mapped so far.
+    dwarf: Option<DwarfUnwinding>,
+}
+
+/// State of DWARF unwinding during a recording.
+struct DwarfUnwinding {
+    unwinder: pgo_unwind::Unwinder,
+    /// The vdso's ELF image (the same in every process of this kernel), copied from our own.
+    vdso: Option<Vec<u8>>,
+    /// Samples whose walk reached the outermost frame, and all samples unwound.
+    complete: u64,
+    unwound: u64,
+    /// Samples where the stack copy was unusable and the kernel's frame-pointer chain was kept.
+    fell_back: u64,
+}
+
+/// Our own vdso image, for unwinding through other processes' vdso (it is the kernel's).
+fn own_vdso_image() -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let line = maps.lines().find(|l| l.ends_with("[vdso]"))?;
+    let (start, end) = line.split_whitespace().next()?.split_once('-')?;
+    let (start, end) = (
+        u64::from_str_radix(start, 16).ok()?,
+        u64::from_str_radix(end, 16).ok()?,
+    );
+    let mut mem = std::fs::File::open("/proc/self/mem").ok()?;
+    mem.seek(SeekFrom::Start(start)).ok()?;
+    let mut image = vec![0; (end - start) as usize];
+    mem.read_exact(&mut image).ok()?;
+    Some(image)
 }
 
 /// Where an address of a stack lives.
@@ -62,11 +92,26 @@ struct FrameKey {
 impl Collector {
     pub(crate) fn new(unwind: UnwindMode) -> Self {
         Collector {
-            unwind,
             samples: Vec::new(),
             spaces: AddressSpaces::default(),
             comms: Vec::new(),
+            dwarf: (unwind == UnwindMode::Dwarf).then(|| DwarfUnwinding {
+                unwinder: pgo_unwind::Unwinder::new(),
+                vdso: own_vdso_image(),
+                complete: 0,
+                unwound: 0,
+                fell_back: 0,
+            }),
         }
+    }
+
+    /// One line for the profile's comments on how well DWARF unwinding went.
+    fn unwind_report(&self) -> Option<String> {
+        let d = self.dwarf.as_ref()?;
+        Some(format!(
+            "dwarf unwinding: {} of {} stacks reached their outermost frame; {} kept the kernel's frame-pointer chain",
+            d.complete, d.unwound, d.fell_back
+        ))
     }
 
     pub(crate) fn push(&mut self, event: Event) {
@@ -75,12 +120,35 @@ impl Collector {
                 let raw = self.reduce(&s);
                 self.samples.push(raw);
             }
-            Event::Mmap(m) => self.spaces.add_mmap(m),
+            Event::Mmap(m) => {
+                if let Some(d) = &mut self.dwarf {
+                    let range = m.start..m.end();
+                    if m.filename.as_os_str() == "[vdso]" {
+                        if let Some(image) = &d.vdso {
+                            let _ = d
+                                .unwinder
+                                .add_module_image(m.pid, "[vdso]", range, m.pgoff, image);
+                        }
+                    } else if m.filename.is_absolute() {
+                        // A module we cannot read is unwound with frame pointers by framehop.
+                        let _ = d.unwinder.add_module(m.pid, &m.filename, range, m.pgoff);
+                    }
+                }
+                self.spaces.add_mmap(m)
+            }
             Event::Comm(c) => {
                 self.spaces.add_comm(&c);
                 self.comms.push(c);
             }
-            Event::Fork(t) => self.spaces.add_fork(&t),
+            Event::Fork(t) => {
+                if let Some(d) = &mut self.dwarf
+                    && t.pid == t.tid
+                    && t.pid != t.ppid
+                {
+                    d.unwinder.fork_process(t.ppid, t.pid);
+                }
+                self.spaces.add_fork(&t)
+            }
             _ => {}
         }
     }
@@ -88,11 +156,36 @@ impl Collector {
     fn reduce(&mut self, s: &Sample) -> RawSample {
         let mut addresses: Vec<u64> = s.kernel_frames().collect();
         let kernel = addresses.len();
-        addresses.extend(s.user_frames());
+        let unwound = match (&mut self.dwarf, s.user_regs) {
+            (Some(d), Some(regs)) if !s.user_stack.is_empty() => {
+                let r = d.unwinder.unwind(
+                    s.pid,
+                    pgo_unwind::Regs {
+                        ip: regs.ip,
+                        sp: regs.sp,
+                        bp: regs.bp,
+                    },
+                    &s.user_stack,
+                );
+                d.unwound += 1;
+                d.complete += u64::from(r.complete);
+                // A walk stuck at the leaf is worse than the kernel's chain, whatever its flaws.
+                if r.frames.len() <= 1 && s.user_frames().nth(1).is_some() {
+                    d.fell_back += 1;
+                    None
+                } else {
+                    Some(r.frames)
+                }
+            }
+            _ => None,
+        };
+        match unwound {
+            Some(frames) => addresses.extend(frames),
+            None => addresses.extend(s.user_frames()),
+        }
         if addresses.is_empty() {
             addresses.push(s.ip);
         }
-        let _ = self.unwind;
         RawSample {
             pid: s.pid,
             tid: s.tid,
@@ -127,6 +220,9 @@ impl Collector {
             "{} samples, {} lost",
             summary.samples, summary.lost
         ));
+        if let Some(report) = self.unwind_report() {
+            b.add_comment(&report);
+        }
 
         // Pass 1: place and symbolize every distinct frame once.
         let mut symbolizer = Symbolizer::new();

@@ -1,0 +1,162 @@
+//! `pgo collect` overhead against the bare program and against `perf record`, in one run with
+//! interleaved repetitions; and pgo's symbolization time against `perf script` on a recording
+//! of the same workload.
+//!
+//! The workload is `fixtures/collect-rust` (integer hashing, about 1 s per 400 units), built
+//! twice: with frame pointers (compared with `perf record -g`) and without (compared with
+//! `perf record --call-graph dwarf`), each tool in its matching unwind mode.
+//!
+//! Usage: collect-bench PGO_BINARY FP_BUILD NOFP_BUILD [--units N] [--reps N] [--json]
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Command;
+
+use pgo_benches::{arg, median, time};
+
+fn argv(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
+    parts.iter().map(|p| p.as_ref().to_os_string()).collect()
+}
+
+fn command(argv: &[OsString]) -> Command {
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    c
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 3 {
+        eprintln!(
+            "usage: collect-bench PGO_BINARY FP_BUILD NOFP_BUILD [--units N] [--reps N] [--json]"
+        );
+        std::process::exit(2);
+    }
+    let pgo = PathBuf::from(&args[0]);
+    let (fp, nofp) = (PathBuf::from(&args[1]), PathBuf::from(&args[2]));
+    let units = arg(&args, "--units", 1200u64).to_string();
+    let reps: usize = arg(&args, "--reps", 5);
+    let dir = std::env::temp_dir().join(format!("pgo-collect-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let out = dir.join("out.pb.gz");
+    let data = dir.join("perf.data");
+
+    // (name, baseline index for the overhead, argv)
+    let variants: Vec<(&str, usize, Vec<OsString>)> = vec![
+        ("bare, frame-pointer build", 0, argv(&[&fp, &units])),
+        (
+            "pgo collect --unwind fp",
+            0,
+            argv(&[
+                &pgo,
+                &"collect",
+                &"--unwind",
+                &"fp",
+                &"-o",
+                &out,
+                &"--",
+                &fp,
+                &units,
+            ]),
+        ),
+        (
+            "perf record -F 999 -g",
+            0,
+            argv(&[
+                &"perf",
+                &"record",
+                &"-q",
+                &"-e",
+                &"cpu-clock",
+                &"-F",
+                &"999",
+                &"-g",
+                &"-o",
+                &data,
+                &"--",
+                &fp,
+                &units,
+            ]),
+        ),
+        ("bare, default build", 3, argv(&[&nofp, &units])),
+        (
+            "pgo collect --unwind dwarf",
+            3,
+            argv(&[
+                &pgo,
+                &"collect",
+                &"--unwind",
+                &"dwarf",
+                &"-o",
+                &out,
+                &"--",
+                &nofp,
+                &units,
+            ]),
+        ),
+        (
+            "perf record --call-graph dwarf",
+            3,
+            argv(&[
+                &"perf",
+                &"record",
+                &"-q",
+                &"-e",
+                &"cpu-clock",
+                &"-F",
+                &"999",
+                &"--call-graph",
+                &"dwarf",
+                &"-o",
+                &data,
+                &"--",
+                &nofp,
+                &units,
+            ]),
+        ),
+    ];
+    let mut seconds: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for rep in 0..reps {
+        eprint!("\rrepetition {}/{reps}", rep + 1);
+        for (i, (_, _, a)) in variants.iter().enumerate() {
+            seconds[i].push(time(&mut command(a)).seconds);
+        }
+    }
+    eprintln!();
+    let medians: Vec<f64> = seconds.into_iter().map(median).collect();
+    let mut rows = Vec::new();
+    for (i, (name, base, _)) in variants.iter().enumerate() {
+        let overhead = 100.0 * (medians[i] / medians[*base] - 1.0);
+        eprintln!(
+            "{name:<32} {:>8.3}s  overhead {overhead:>+6.1}%",
+            medians[i]
+        );
+        rows.push(serde_json::json!({ "variant": name, "seconds": medians[i], "overhead_percent": overhead }));
+    }
+
+    // Symbolization: pgo's post-recording processing against `perf script` on the same workload
+    // recorded with frame pointers.
+    let o = command(&variants[1].2)
+        .arg("--json")
+        .output()
+        .expect("pgo runs");
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).expect("pgo collect --json");
+    let pgo_processing = summary["processing_seconds"].as_f64().unwrap_or(f64::NAN);
+    let pgo_samples = summary["samples"].as_u64().unwrap_or(0);
+    time(&mut command(&variants[2].2));
+    let script = time(Command::new("perf").args(["script", "-i"]).arg(&data)).seconds;
+    eprintln!(
+        "symbolization: pgo {pgo_processing:.3}s for {pgo_samples} samples | perf script {script:.3}s for the same workload | ratio {:.2}",
+        pgo_processing / script
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    if args.iter().any(|a| a == "--json") {
+        println!(
+            "{}",
+            serde_json::json!({
+                "units": units, "reps": reps, "results": rows,
+                "symbolization": { "pgo_seconds": pgo_processing, "perf_script_seconds": script, "samples": pgo_samples },
+            })
+        );
+    }
+}
