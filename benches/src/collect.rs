@@ -24,6 +24,30 @@ fn command(argv: &[OsString]) -> Command {
     c
 }
 
+/// Runs `argv`: the whole command's wall time, and the run time the program printed.
+fn run_timed(argv: &[OsString]) -> (f64, f64) {
+    let start = std::time::Instant::now();
+    let o = command(argv)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("the command runs");
+    let wall = start.elapsed().as_secs_f64();
+    assert!(o.status.success(), "{argv:?} failed");
+    let text = String::from_utf8_lossy(&o.stdout);
+    let own = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("collect-rust: ")?
+                .split(" in ")
+                .nth(1)?
+                .strip_suffix(" s")?
+                .parse()
+                .ok()
+        })
+        .expect("the program prints its run time");
+    (wall, own)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 3 {
@@ -115,32 +139,61 @@ fn main() {
             ]),
         ),
     ];
-    let mut seconds: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    // Two measures per run: the program's own run time (what sampling slows down; the program
+    // prints it) and the whole command's wall time (what a user waits, with the tool's start-up
+    // and post-processing).
+    let mut program: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut wall: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for rep in 0..reps {
         eprint!("\rrepetition {}/{reps}", rep + 1);
         for (i, (_, _, a)) in variants.iter().enumerate() {
-            seconds[i].push(time(&mut command(a)).seconds);
+            let (w, own) = run_timed(a);
+            wall[i].push(w);
+            program[i].push(own);
         }
     }
     eprintln!();
-    let medians: Vec<f64> = seconds.into_iter().map(median).collect();
+    let program: Vec<f64> = program.into_iter().map(median).collect();
+    let wall: Vec<f64> = wall.into_iter().map(median).collect();
     let mut rows = Vec::new();
+    eprintln!(
+        "{:<32} {:>10} {:>9} {:>10} {:>9}",
+        "", "program", "overhead", "wall", "overhead"
+    );
     for (i, (name, base, _)) in variants.iter().enumerate() {
-        let overhead = 100.0 * (medians[i] / medians[*base] - 1.0);
+        let program_overhead = 100.0 * (program[i] / program[*base] - 1.0);
+        let wall_overhead = 100.0 * (wall[i] / wall[*base] - 1.0);
         eprintln!(
-            "{name:<32} {:>8.3}s  overhead {overhead:>+6.1}%",
-            medians[i]
+            "{name:<32} {:>9.3}s {program_overhead:>+8.1}% {:>9.3}s {wall_overhead:>+8.1}%",
+            program[i], wall[i]
         );
-        rows.push(serde_json::json!({ "variant": name, "seconds": medians[i], "overhead_percent": overhead }));
+        rows.push(serde_json::json!({
+            "variant": name,
+            "program_seconds": program[i], "program_overhead_percent": program_overhead,
+            "wall_seconds": wall[i], "wall_overhead_percent": wall_overhead,
+        }));
     }
 
     // Symbolization: pgo's post-recording processing against `perf script` on the same workload
     // recorded with frame pointers.
-    let o = command(&variants[1].2)
-        .arg("--json")
-        .output()
-        .expect("pgo runs");
-    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).expect("pgo collect --json");
+    let o = command(&argv(&[
+        &pgo,
+        &"collect",
+        &"--json",
+        &"--unwind",
+        &"fp",
+        &"-o",
+        &out,
+        &"--",
+        &fp,
+        &units,
+    ]))
+    .output()
+    .expect("pgo runs");
+    let text = String::from_utf8_lossy(&o.stdout);
+    let last = text.lines().last().unwrap_or("");
+    let summary: serde_json::Value =
+        serde_json::from_str(last).expect("pgo collect --json ends with the summary");
     let pgo_processing = summary["processing_seconds"].as_f64().unwrap_or(f64::NAN);
     let pgo_samples = summary["samples"].as_u64().unwrap_or(0);
     time(&mut command(&variants[2].2));

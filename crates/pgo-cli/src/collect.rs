@@ -12,7 +12,7 @@ use pgo_collect::{CollectOptions, Target, UnwindMode};
 use pgo_profile::Error;
 use serde_json::json;
 
-use crate::commands::{emit_json, path_str};
+use crate::commands::{emit, emit_json, path_str};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Unwind {
@@ -49,7 +49,8 @@ pub struct CollectArgs {
     /// How to rebuild call stacks.
     #[arg(long, value_enum, default_value = "auto")]
     unwind: Unwind,
-    /// Print a JSON summary on standard output.
+    /// Print a JSON summary on standard output, as its last line (after the program's own
+    /// output, which passes through).
     #[arg(long)]
     json: bool,
     /// The command to run and profile, after `--`.
@@ -186,7 +187,7 @@ pub fn collect(a: CollectArgs) -> Result<u8, Error> {
         eprintln!("pgo: {ended}");
     }
     if a.json {
-        emit_json(&json!({
+        emit_json_line(&json!({
             "output": path_str(&a.output),
             "samples": s.samples,
             "lost": s.lost,
@@ -200,6 +201,11 @@ pub fn collect(a: CollectArgs) -> Result<u8, Error> {
         }))?;
     }
     Ok(code)
+}
+
+/// JSON on one line, so it can be told apart from the program's output that came before it.
+fn emit_json_line(value: &serde_json::Value) -> Result<(), Error> {
+    emit(&format!("{value}\n"))
 }
 
 fn describe_command(command: &[OsString]) -> String {

@@ -632,3 +632,56 @@ fn auto_mode_picks_dwarf_for_a_default_rust_build_and_frame_pointers_when_presen
         stderr(&o)
     );
 }
+
+#[test]
+fn url_pulls_a_profile_from_a_rust_service_using_pgo_agent() {
+    let _turn = cpu_turn();
+    let target = root().join("target/fixture-builds/agent-service");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(root().join("fixtures/agent-service/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building fixtures/agent-service");
+    let mut service = Command::new(target.join("release/agent-service"))
+        .args(["--seconds", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(service.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the address")
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("agent.pb.gz");
+    let url = format!("http://{addr}/debug/pprof/profile?seconds=2");
+    let o = pgo(&[&"collect", &"--url", &url, &"-o", &out]);
+    service.kill().unwrap();
+    service.wait().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p = load(&out);
+    let view = ProfileView::new(&p);
+    let cum = shares(&p, true);
+    for f in [
+        "agent_service::hash_block",
+        "agent_service::sort_records",
+        "agent_service::interpret",
+    ] {
+        assert!(cum.get(f).copied().unwrap_or(0.0) > 0.01, "{f} in {cum:?}");
+    }
+    // Unlike pprof-rs's own writer, the agent keeps addresses, mappings and start lines.
+    assert!(p.location.iter().all(|l| l.address != 0));
+    assert!(view.str(p.mapping[0].filename).ends_with("agent-service"));
+    assert!(
+        p.function
+            .iter()
+            .any(|f| view.str(f.name) == "agent_service::hash_block" && f.start_line > 0)
+    );
+}
