@@ -198,9 +198,17 @@ fn main() {
     let pgo_samples = summary["samples"].as_u64().unwrap_or(0);
     time(&mut command(&variants[2].2));
     let script = time(Command::new("perf").args(["script", "-i"]).arg(&data)).seconds;
+    // What pgo does per address (lines, inline frames), perf script does with these options.
+    let script_lines = time(
+        Command::new("perf")
+            .args(["script", "-F", "+srcline", "--inline", "-i"])
+            .arg(&data),
+    )
+    .seconds;
     eprintln!(
-        "symbolization: pgo {pgo_processing:.3}s for {pgo_samples} samples | perf script {script:.3}s for the same workload | ratio {:.2}",
-        pgo_processing / script
+        "symbolization of the same workload: pgo {pgo_processing:.3}s ({pgo_samples} samples; names, lines, inline frames)\n  perf script {script:.3}s (names only): ratio pgo/perf {:.2}\n  perf script -F +srcline --inline {script_lines:.3}s (lines, inline frames): ratio pgo/perf {:.2}",
+        pgo_processing / script,
+        pgo_processing / script_lines
     );
     let _ = std::fs::remove_dir_all(&dir);
     if args.iter().any(|a| a == "--json") {
@@ -208,7 +216,7 @@ fn main() {
             "{}",
             serde_json::json!({
                 "units": units, "reps": reps, "results": rows,
-                "symbolization": { "pgo_seconds": pgo_processing, "perf_script_seconds": script, "samples": pgo_samples },
+                "symbolization": { "pgo_seconds": pgo_processing, "perf_script_seconds": script, "perf_script_srcline_inline_seconds": script_lines, "samples": pgo_samples },
             })
         );
     }

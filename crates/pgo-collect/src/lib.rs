@@ -69,7 +69,9 @@ impl Default for CollectOptions {
             frequency: 999,
             duration: None,
             unwind: UnwindMode::Auto,
-            user_stack_bytes: 16 * 1024,
+            // perf record's default dump size: deep enough for most stacks, and each sample's
+            // copy is kernel time taken from the program.
+            user_stack_bytes: 8 * 1024,
             stop: None,
             spawned_pid: None,
         }
@@ -148,6 +150,8 @@ pub fn collect(
         duration: options.duration,
         stop: options.stop.clone(),
         user_stack: (unwind == UnwindMode::Dwarf).then_some(options.user_stack_bytes),
+        // DWARF mode unwinds the stack copy itself; the kernel's user walk would be wasted work.
+        user_callchain: unwind != UnwindMode::Dwarf,
         ..RecordOptions::default()
     };
     let wall_start = std::time::SystemTime::now();

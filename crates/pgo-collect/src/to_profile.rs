@@ -169,7 +169,7 @@ impl Collector {
                 );
                 d.unwound += 1;
                 d.complete += u64::from(r.complete);
-                // A walk stuck at the leaf is worse than the kernel's chain, whatever its flaws.
+                // A walk stuck at the leaf is worse than a kernel chain, when there is one.
                 if r.frames.len() <= 1 && s.user_frames().nth(1).is_some() {
                     d.fell_back += 1;
                     None

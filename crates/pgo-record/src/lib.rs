@@ -140,6 +140,9 @@ pub struct RecordOptions {
     /// DWARF mode: copy this many bytes of user stack (rounded up to 8, at most 65 528) plus the
     /// IP/SP/BP user registers with every sample. `None` (default) records callchains only.
     pub user_stack: Option<u32>,
+    /// Include the user-space part of callchains (the kernel's frame-pointer walk). A DWARF
+    /// unwinder that has the stack copy can turn it off and save the kernel that walk.
+    pub user_callchain: bool,
     /// Sample the kernel too (kernel frames in callchains). When refused (`perf_event_paranoid`
     /// of 2 or more without CAP_PERFMON) the recorder falls back to user space only and says so
     /// in [`RecordingInfo::kernel_included`].
@@ -165,6 +168,7 @@ impl Default for RecordOptions {
             frequency: 999,
             max_stack: 127,
             user_stack: None,
+            user_callchain: true,
             include_kernel: true,
             build_ids: true,
             duration: None,

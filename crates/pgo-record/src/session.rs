@@ -163,6 +163,9 @@ impl Opener {
         if options.build_ids {
             attr.flags |= sys::ATTR_BUILD_ID;
         }
+        if !options.user_callchain {
+            attr.flags |= sys::ATTR_EXCLUDE_CALLCHAIN_USER;
+        }
         if let Some(stack) = options.user_stack {
             attr.sample_type |= sys::PERF_SAMPLE_REGS_USER | sys::PERF_SAMPLE_STACK_USER;
             attr.sample_regs_user = sys::UNWIND_REGS_MASK;

@@ -37,6 +37,7 @@ pub const ATTR_TASK: u64 = 1 << 13;
 pub const ATTR_WATERMARK: u64 = 1 << 14;
 pub const ATTR_SAMPLE_ID_ALL: u64 = 1 << 18;
 pub const ATTR_EXCLUDE_CALLCHAIN_KERNEL: u64 = 1 << 21;
+pub const ATTR_EXCLUDE_CALLCHAIN_USER: u64 = 1 << 22;
 pub const ATTR_MMAP2: u64 = 1 << 23;
 pub const ATTR_COMM_EXEC: u64 = 1 << 24;
 pub const ATTR_USE_CLOCKID: u64 = 1 << 25;
