@@ -24,7 +24,7 @@ fn main() -> ExitCode {
                  then `cargo test --workspace [ARGS]`\n  \
                  demo          inspect a bundled Go profile (top, diff, flamegraphs), then record a Rust fixture\n  \
                  fixtures      regenerate profiles/ from fixtures/ (needs go, gcc, perf)\n  \
-                 bench [inspect|collect|all] [--quick]\n                \
+                 bench [inspect|analyze|collect|all] [--quick]\n                \
                  benchmarks against the anchor tools, same run (see BENCHMARKS.md)"
             );
             return ExitCode::from(2);
@@ -246,6 +246,13 @@ fn bench(args: &[String]) -> Result<(), String> {
         run(Command::new(root.join("target/release/inspect-bench"))
             .env("PATH", &path)
             .env("GOTOOLCHAIN", "local")
+            .arg(&pgo)
+            .args(["--reps", reps, "--samples", samples]))?;
+    }
+    if matches!(which, "all" | "analyze") {
+        eprintln!("\n== Analysis: pgo analyze on 1,000,000 samples, with and without --binary");
+        let samples = if quick { "200000" } else { "1000000" };
+        run(Command::new(root.join("target/release/analyze-bench"))
             .arg(&pgo)
             .args(["--reps", reps, "--samples", samples]))?;
     }

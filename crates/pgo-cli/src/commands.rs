@@ -42,6 +42,16 @@ enum Command {
         after_help = "Examples:\n  pgo collect -o app.pb.gz -- ./target/release/app --input big.txt\n  pgo collect --pid 4242 --duration 30s -o server.pb.gz\n  pgo collect --url 'http://127.0.0.1:6060/debug/pprof/profile?seconds=10' -o go.pb.gz\n\nThe program gets Ctrl-C too; the profile is written either way. pgo exits with the\nprogram's exit status (128+N when signal N killed it)."
     )]
     Collect(crate::collect::CollectArgs),
+    /// Decide what to inline, devirtualize and lay out, from profiles (and the binary).
+    #[command(
+        after_help = "Examples:\n  pgo analyze app.pb.gz --binary target/release/app -o decisions.json\n  pgo analyze a.pb.gz b.pb.gz --cdf 95 -o decisions.json\n\nThe decisions file is versioned, deterministic JSON; `pgo explain` prints it as tables."
+    )]
+    Analyze(crate::analyze::AnalyzeArgs),
+    /// Explain a decisions file: what was decided, why, and how much it weighs.
+    #[command(
+        after_help = "Examples:\n  pgo explain decisions.json\n  pgo explain decisions.json --kind devirtualize --json"
+    )]
+    Explain(crate::analyze::ExplainArgs),
     /// Convert folded stacks or `perf script` output to pprof (or a profile to folded stacks).
     #[command(
         after_help = "Examples:\n  perf script > out.perf && pgo convert out.perf -o perf.pb.gz\n  pgo convert stacks.folded --from folded -o stacks.pb.gz\n  pgo convert cpu.pb.gz --to folded -o cpu.folded"
@@ -68,7 +78,7 @@ impl From<InputFormat> for Format {
 }
 
 #[derive(Args)]
-struct InputArgs {
+pub(crate) struct InputArgs {
     /// Input format; detected from the contents when omitted.
     #[arg(long, value_enum)]
     from: Option<InputFormat>,
@@ -85,7 +95,7 @@ struct InputArgs {
 }
 
 impl InputArgs {
-    fn filter(&self) -> SampleFilter {
+    pub(crate) fn filter(&self) -> SampleFilter {
         SampleFilter {
             focus: self.focus.clone(),
             ignore: self.ignore.clone(),
@@ -131,6 +141,10 @@ struct FlameArgs {
     /// Reverse the stacks: leaf functions at the root, their callers above.
     #[arg(long)]
     reverse: bool,
+    /// Mark the calls a decisions file (from `pgo analyze`) decided: `callee [inline]`,
+    /// `callee [devirtualize]`.
+    #[arg(long, value_name = "DECISIONS")]
+    decisions: Option<PathBuf>,
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
@@ -204,6 +218,8 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Command::Diff(a) => diff(a).map(|()| 0),
         Command::Convert(a) => convert(a).map(|()| 0),
         Command::Collect(a) => crate::collect::collect(a),
+        Command::Analyze(a) => crate::analyze::analyze(a).map(|()| 0),
+        Command::Explain(a) => crate::analyze::explain(a).map(|()| 0),
     }
 }
 
@@ -212,7 +228,11 @@ pub(crate) fn path_str(p: &Path) -> String {
 }
 
 /// Loads `paths` and merges them when there are several (with `weights`, or 1 each).
-fn load_merged(paths: &[PathBuf], input: &InputArgs, weights: &[f64]) -> Result<Profile, Error> {
+pub(crate) fn load_merged(
+    paths: &[PathBuf],
+    input: &InputArgs,
+    weights: &[f64],
+) -> Result<Profile, Error> {
     let mut profiles = paths
         .iter()
         .map(|p| pgo_profile::load(p, input.from.map(Format::from)))
@@ -254,7 +274,7 @@ fn describe(paths: &[PathBuf]) -> String {
         .join(", ")
 }
 
-fn sample_index(
+pub(crate) fn sample_index(
     view: &ProfileView<'_>,
     input: &InputArgs,
     paths: &[PathBuf],
@@ -302,7 +322,7 @@ fn top(a: TopArgs) -> Result<(), Error> {
 }
 
 /// Writes `bytes` to `path` atomically, or to standard output for `-`.
-fn write_output(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+pub(crate) fn write_output(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     if path == Path::new("-") {
         let mut out = std::io::stdout().lock();
         return out
@@ -317,10 +337,15 @@ fn flamegraph(a: FlameArgs) -> Result<(), Error> {
     let profile = load(&a.profiles, &a.input, &[])?;
     let view = ProfileView::new(&profile);
     let index = sample_index(&view, &a.input, &a.profiles)?;
+    let marks = match &a.decisions {
+        Some(path) => crate::analyze::decision_marks(&crate::analyze::read_decisions(path)?),
+        None => Vec::new(),
+    };
     let opts = FlameOptions {
         title: a.title.clone(),
         reverse: a.reverse,
         absolute: a.absolute,
+        marks,
     };
     let svg = match &a.base {
         None => pgo_inspect::flamegraph(&view, index, &opts),

@@ -3,6 +3,7 @@
 //! Each subcommand parses its arguments, calls into `pgo-profile` / `pgo-inspect`, and prints.
 //! No profile logic lives here, so everything the CLI does can be done from a library too.
 
+mod analyze;
 mod collect;
 mod commands;
 

@@ -11,6 +11,24 @@ pub struct FlameOptions {
     /// For differential graphs: compare absolute values instead of scaling the base profile to
     /// the new one's total. Scaling is the default because two recordings rarely last as long.
     pub absolute: bool,
+    /// Calls to mark: (caller name, callee name, label). The callee's frame under that caller
+    /// is drawn as `callee [label]`, e.g. the decisions of `pgo analyze`.
+    pub marks: Vec<(String, String, String)>,
+}
+
+impl FlameOptions {
+    fn folded(&self, view: &ProfileView<'_>, index: usize) -> String {
+        if self.marks.is_empty() {
+            return folded::write(view, index);
+        }
+        let marks: std::collections::HashMap<(&str, &str), &str> = self
+            .marks
+            .iter()
+            .map(|(a, b, l)| ((a.as_str(), b.as_str()), l.as_str()))
+            .collect();
+        let mark = |caller: &str, callee: &str| marks.get(&(caller, callee)).map(|l| l.to_string());
+        folded::render(folded::stacks_marked(view, index, &mark))
+    }
 }
 
 fn inferno_options<'a>(opts: &FlameOptions, unit: &str) -> inferno::flamegraph::Options<'a> {
@@ -41,7 +59,7 @@ pub fn flamegraph(
     index: usize,
     opts: &FlameOptions,
 ) -> Result<Vec<u8>, String> {
-    let lines = folded::write(view, index);
+    let lines = opts.folded(view, index);
     if lines.is_empty() {
         return Err("no samples with a nonzero value to draw".into());
     }
@@ -55,8 +73,8 @@ pub fn diff_flamegraph(
     new: (&ProfileView<'_>, usize),
     opts: &FlameOptions,
 ) -> Result<Vec<u8>, String> {
-    let before = folded::write(base.0, base.1);
-    let after = folded::write(new.0, new.1);
+    let before = opts.folded(base.0, base.1);
+    let after = opts.folded(new.0, new.1);
     if after.is_empty() {
         return Err("no samples with a nonzero value to draw".into());
     }

@@ -75,6 +75,16 @@ pub fn parse(text: &str) -> Result<Profile, String> {
 /// `index`. Sorted, so the output is deterministic. `;` inside names (as in Rust's `[u8; 4]`)
 /// becomes `:` so it cannot split a frame.
 pub fn stacks(view: &ProfileView<'_>, index: usize) -> BTreeMap<String, i64> {
+    stacks_marked(view, index, &|_, _| None)
+}
+
+/// [`stacks`], with a label appended to a frame (as ` [label]`) wherever `mark(caller, callee)`
+/// gives one: how flamegraphs show which calls a decision is about.
+pub fn stacks_marked(
+    view: &ProfileView<'_>,
+    index: usize,
+    mark: &dyn Fn(&str, &str) -> Option<String>,
+) -> BTreeMap<String, i64> {
     let mut out: BTreeMap<String, i64> = BTreeMap::new();
     let mut names: Vec<String> = Vec::new();
     for s in &view.profile.sample {
@@ -91,6 +101,11 @@ pub fn stacks(view: &ProfileView<'_>, index: usize) -> BTreeMap<String, i64> {
             names.push("[no stack]".into());
         }
         names.reverse();
+        for i in 1..names.len() {
+            if let Some(label) = mark(&names[i - 1], &names[i]) {
+                names[i] = format!("{} [{label}]", names[i]);
+            }
+        }
         *out.entry(names.join(";")).or_default() += v;
     }
     out
@@ -98,8 +113,13 @@ pub fn stacks(view: &ProfileView<'_>, index: usize) -> BTreeMap<String, i64> {
 
 /// Renders [`stacks`] as folded text, one `stack COUNT` line each.
 pub fn write(view: &ProfileView<'_>, index: usize) -> String {
+    render(stacks(view, index))
+}
+
+/// Folded text, one `stack COUNT` line per entry.
+pub fn render(stacks: BTreeMap<String, i64>) -> String {
     let mut text = String::new();
-    for (stack, v) in stacks(view, index) {
+    for (stack, v) in stacks {
         text.push_str(&stack);
         text.push(' ');
         text.push_str(&v.to_string());

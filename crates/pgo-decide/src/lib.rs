@@ -1,0 +1,401 @@
+//! Decisions from a call graph: which call sites to inline, which indirect calls to
+//! devirtualize and to what, and how to lay out functions and basic blocks. The result is a
+//! versioned, deterministic JSON document ([`schema::Decisions`]) that people read
+//! (`pgo explain`) and backends consume.
+//!
+//! Each decision carries its weight, its share of the profile and a one-line reason. Facts about
+//! the profiled binary (function sizes, whether a call instruction is indirect, basic blocks)
+//! come through the [`BinaryFacts`] trait ([`elf::ElfFacts`] answers it from an ELF file with
+//! `pgo-binary`); without them the decisions that need them are left out and `limitations`
+//! says so. Layout algorithms (C3, ext-TSP) are `pgo-layout`'s.
+//!
+//! It does not know compiler flags or file formats of toolchains: that is `pgo-backend`.
+
+pub mod schema;
+
+use petgraph::graph::{EdgeIndex, NodeIndex};
+use petgraph::visit::EdgeRef;
+use pgo_graph::{CallGraph, MappedFile};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+pub use schema::{
+    BlockLayout, CallSiteRef, Coverage, Decisions, DevirtualizeDecision, FunctionRef,
+    InlineDecision, Layout, ProfileSummary, SCHEMA_NAME, SCHEMA_VERSION, Settings, Target,
+};
+
+/// What a call instruction is, as the binary says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    Direct,
+    Indirect,
+}
+
+/// Facts about the profiled binary that decisions use. Implemented over an ELF file by the
+/// caller (`pgo analyze --binary`).
+pub trait BinaryFacts {
+    /// Whether the function (by linkage name, in the profile's `binary`) belongs to this binary.
+    fn contains(&self, binary: &str) -> bool;
+    /// Size in bytes of the function's code.
+    fn function_size(&self, linkage_name: &str) -> Option<u64>;
+    /// Whether the function's code has a loop (a branch back to an earlier block).
+    fn has_loop(&self, linkage_name: &str) -> Option<bool>;
+    /// The call instruction that returns to runtime `address` in `mapping` (a return address
+    /// from the profile).
+    fn call_at(&self, address: u64, mapping: &MappedFile) -> Option<CallKind>;
+    /// A basic-block order for a function, from the sampled addresses in its code: block start
+    /// addresses (of the file), how many of them are hot, and why.
+    fn block_layout(
+        &self,
+        linkage_name: &str,
+        samples: &[(u64, &MappedFile, i64)],
+    ) -> Option<(Vec<u64>, usize, String)>;
+}
+
+fn function_ref(g: &CallGraph, n: NodeIndex) -> FunctionRef {
+    let f = &g.graph[n];
+    FunctionRef {
+        name: f.name.clone(),
+        linkage_name: f.linkage_name.clone(),
+        binary: f.binary.clone(),
+        file: f.file.clone(),
+        start_line: f.start_line,
+    }
+}
+
+/// Whether a compiler can act on a call from `caller` to `callee`: both in one binary (and in
+/// the profiled binary, when one is given). A call into a shared library is not the build's.
+fn same_build(
+    g: &CallGraph,
+    binary: Option<&dyn BinaryFacts>,
+    caller: NodeIndex,
+    callee: NodeIndex,
+) -> bool {
+    let (a, b) = (&g.graph[caller].binary, &g.graph[callee].binary);
+    a == b && binary.is_none_or(|facts| facts.contains(a))
+}
+
+/// Whether a node stands for real code we can name (not a bare address).
+fn is_named(g: &CallGraph, n: NodeIndex) -> bool {
+    let f = &g.graph[n];
+    !f.name.is_empty() && !f.name.starts_with("0x") && !f.name.contains("+0x")
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Indirect call sites: (caller, site) → the edges to each target.
+struct IndirectSite {
+    caller: NodeIndex,
+    site: pgo_graph::Site,
+    edges: Vec<EdgeIndex>,
+    evidence: &'static str,
+}
+
+fn indirect_sites(g: &CallGraph, binary: Option<&dyn BinaryFacts>) -> Vec<IndirectSite> {
+    let mut groups: FxHashMap<(NodeIndex, pgo_graph::Site), Vec<EdgeIndex>> = FxHashMap::default();
+    for e in g.graph.edge_references() {
+        if !e.weight().inlined {
+            groups
+                .entry((e.source(), e.weight().site))
+                .or_default()
+                .push(e.id());
+        }
+    }
+    let mut sites = Vec::new();
+    for ((caller, site), edges) in groups {
+        // The binary's word is best; next, one call instruction (return address) reaching
+        // several callees, which only an indirect call can do; last, several callees at one
+        // source position, when the profile has no addresses.
+        let binary_says = binary.and_then(|b| {
+            edges
+                .iter()
+                .flat_map(|&e| g.graph[e].return_addresses.first())
+                .find_map(|ret| b.call_at(ret.address, g.mapping(ret.mapping)?))
+        });
+        let evidence = match binary_says {
+            Some(CallKind::Indirect) => Some("binary: indirect call instruction"),
+            Some(CallKind::Direct) => None,
+            None => {
+                let mut callees_by_address: FxHashMap<u64, FxHashSet<NodeIndex>> =
+                    FxHashMap::default();
+                for &e in &edges {
+                    let callee = g.graph.edge_endpoints(e).expect("edge").1;
+                    for r in &g.graph[e].return_addresses {
+                        callees_by_address
+                            .entry(r.address)
+                            .or_default()
+                            .insert(callee);
+                    }
+                }
+                if callees_by_address.values().any(|c| c.len() > 1) {
+                    Some("one call instruction reached several functions")
+                } else if !g.has_addresses && edges.len() > 1 {
+                    Some(
+                        "several functions called from one source position (no addresses to confirm)",
+                    )
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(evidence) = evidence {
+            sites.push(IndirectSite {
+                caller,
+                site,
+                edges,
+                evidence,
+            });
+        }
+    }
+    sites
+}
+
+/// Makes every decision for `g`.
+pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settings) -> Decisions {
+    let mut limitations = Vec::new();
+    if !g.has_addresses {
+        limitations.push(
+            "the profile has no instruction addresses: indirect calls are recognized only by several callees at one source position, and no basic-block layout is possible".to_string(),
+        );
+    }
+    if !g.has_lines {
+        limitations.push(
+            "the profile has no line numbers: call sites cannot be told apart within a function"
+                .to_string(),
+        );
+    }
+    if binary.is_none() {
+        limitations.push(
+            "no --binary: callee sizes are unknown (inlining admits hot sites without a size budget), call instructions are not checked, and there is no basic-block layout".to_string(),
+        );
+    }
+
+    let hot: Vec<EdgeIndex> = g.hot_edges(settings.hot_cdf_percent);
+    let hot_set: FxHashSet<EdgeIndex> = hot.iter().copied().collect();
+    let indirect = indirect_sites(g, binary);
+    let indirect_edges: FxHashSet<EdgeIndex> = indirect
+        .iter()
+        .flat_map(|s| s.edges.iter().copied())
+        .collect();
+
+    // Inlining.
+    let mut inline = Vec::new();
+    for &e in &hot {
+        let (caller, callee) = g.graph.edge_endpoints(e).expect("edge");
+        let call = &g.graph[e];
+        if caller == callee
+            || g.within_cycle(caller, callee)
+            || g.graph[callee].recursive
+            || !is_named(g, caller)
+            || !is_named(g, callee)
+            || !same_build(g, binary, caller, callee)
+        {
+            continue;
+        }
+        if indirect_edges.contains(&e) {
+            continue; // decided by devirtualization first
+        }
+        let share = g.share(call.weight);
+        let callee_bytes = binary.and_then(|b| b.function_size(&g.graph[callee].linkage_name));
+        let limit = if share >= settings.inline_very_hot_share_percent {
+            settings.inline_max_callee_bytes_very_hot
+        } else {
+            settings.inline_max_callee_bytes
+        };
+        let reason = if call.inlined {
+            format!(
+                "hot call ({share:.1}% of samples) the profiled build already inlined; keep it inlined"
+            )
+        } else {
+            let loops = binary.and_then(|b| b.has_loop(&g.graph[callee].linkage_name));
+            match callee_bytes {
+                Some(bytes) if bytes > limit => continue,
+                // Its time is spent iterating inside; inlining would save one call per loop.
+                _ if loops == Some(true) => continue,
+                Some(bytes) => format!(
+                    "hot call ({share:.1}% of samples), callee {bytes} bytes within the {limit}-byte budget"
+                ),
+                None => format!(
+                    "hot call ({share:.1}% of samples); callee size unknown (no binary), admitted by heat alone"
+                ),
+            }
+        };
+        inline.push(InlineDecision {
+            caller: function_ref(g, caller),
+            site: CallSiteRef {
+                line_offset: call.site.line_offset,
+                column: call.site.column,
+            },
+            callee: function_ref(g, callee),
+            weight: call.weight,
+            share_percent: round(share),
+            callee_bytes,
+            already_inlined: call.inlined,
+            reason,
+        });
+    }
+    inline.sort_by(|a, b| {
+        b.weight
+            .cmp(&a.weight)
+            .then_with(|| (&a.caller, a.site, &a.callee).cmp(&(&b.caller, b.site, &b.callee)))
+    });
+
+    // Devirtualization.
+    let mut devirtualize = Vec::new();
+    for s in &indirect {
+        if !s.edges.iter().any(|e| hot_set.contains(e)) || !is_named(g, s.caller) {
+            continue;
+        }
+        // Promotion compares the callee's address against functions of this build.
+        let edges: Vec<EdgeIndex> = s
+            .edges
+            .iter()
+            .copied()
+            .filter(|&e| {
+                same_build(
+                    g,
+                    binary,
+                    s.caller,
+                    g.graph.edge_endpoints(e).expect("edge").1,
+                )
+            })
+            .collect();
+        if edges.is_empty() {
+            continue;
+        }
+        let s = IndirectSite {
+            caller: s.caller,
+            site: s.site,
+            edges,
+            evidence: s.evidence,
+        };
+        let total: i64 = s.edges.iter().map(|&e| g.graph[e].weight).sum();
+        let mut targets: Vec<Target> = s
+            .edges
+            .iter()
+            .map(|&e| {
+                let callee = g.graph.edge_endpoints(e).expect("edge").1;
+                Target {
+                    callee: function_ref(g, callee),
+                    weight: g.graph[e].weight,
+                    site_percent: round(100.0 * g.graph[e].weight as f64 / total.max(1) as f64),
+                }
+            })
+            .collect();
+        targets.sort_by(|a, b| {
+            b.weight
+                .cmp(&a.weight)
+                .then_with(|| a.callee.cmp(&b.callee))
+        });
+        let mut promote = Vec::new();
+        let mut remaining = total;
+        for t in &targets {
+            if promote.len() >= settings.devirtualize_max_targets || remaining <= 0 {
+                break;
+            }
+            let of_remaining = 100.0 * t.weight as f64 / remaining as f64;
+            let of_total = 100.0 * t.weight as f64 / total as f64;
+            if of_remaining < settings.devirtualize_min_remaining_percent
+                || of_total < settings.devirtualize_min_total_percent
+            {
+                break;
+            }
+            promote.push(t.callee.clone());
+            remaining -= t.weight;
+        }
+        let share = g.share(total);
+        if promote.is_empty() && share < schema::MIN_UNPROMOTED_SHARE_PERCENT {
+            continue;
+        }
+        let reason = if promote.is_empty() {
+            format!(
+                "{} targets, none takes {:.0}% of the site: promoting would only add guards",
+                targets.len(),
+                settings.devirtualize_min_remaining_percent
+            )
+        } else {
+            let covered: i64 = targets.iter().take(promote.len()).map(|t| t.weight).sum();
+            format!(
+                "{evidence}; promote {} of {} targets covering {:.0}% of the site",
+                promote.len(),
+                targets.len(),
+                100.0 * covered as f64 / total.max(1) as f64,
+                evidence = s.evidence
+            )
+        };
+        let other_targets = targets.len().saturating_sub(schema::MAX_LISTED_TARGETS);
+        let other_weight: i64 = targets
+            .iter()
+            .skip(schema::MAX_LISTED_TARGETS)
+            .map(|t| t.weight)
+            .sum();
+        targets.truncate(schema::MAX_LISTED_TARGETS);
+        devirtualize.push(DevirtualizeDecision {
+            caller: function_ref(g, s.caller),
+            site: CallSiteRef {
+                line_offset: s.site.line_offset,
+                column: s.site.column,
+            },
+            weight: total,
+            share_percent: round(share),
+            evidence: s.evidence.to_string(),
+            targets,
+            other_targets,
+            other_targets_site_percent: round(100.0 * other_weight as f64 / total.max(1) as f64),
+            promote,
+            reason,
+        });
+    }
+    devirtualize.sort_by(|a, b| {
+        b.weight
+            .cmp(&a.weight)
+            .then_with(|| (&a.caller, a.site).cmp(&(&b.caller, b.site)))
+    });
+
+    let layout = layout::decide_layout(g, binary, &hot_set);
+
+    // Coverage: weight of stacks through a hot edge is bounded by the heaviest hot edges'
+    // callers' cumulative weight; report the share of cumulative weight of hot callers' roots.
+    let hot_nodes: FxHashSet<NodeIndex> = hot
+        .iter()
+        .flat_map(|&e| {
+            let (a, b) = g.graph.edge_endpoints(e).expect("edge");
+            [a, b]
+        })
+        .collect();
+    let leaf_in_hot: i64 = hot_nodes.iter().map(|&n| g.graph[n].self_weight).sum();
+    let binary_matched = binary.map(|b| {
+        let w: i64 = g
+            .graph
+            .node_indices()
+            .filter(|&n| b.contains(&g.graph[n].binary))
+            .map(|n| g.graph[n].self_weight)
+            .sum();
+        round(g.share(w))
+    });
+    Decisions {
+        schema: SCHEMA_NAME.to_string(),
+        version: SCHEMA_VERSION,
+        profile: ProfileSummary {
+            sample_type: g.sample_type.clone(),
+            total_weight: g.total,
+            functions: g.graph.node_count(),
+            call_edges: g.graph.edge_count(),
+            has_addresses: g.has_addresses,
+            has_lines: g.has_lines,
+        },
+        settings: settings.clone(),
+        coverage: Coverage {
+            hot_set_percent: round(g.share(leaf_in_hot)),
+            binary_matched_percent: binary_matched,
+        },
+        limitations,
+        inline,
+        devirtualize,
+        layout,
+    }
+}
+
+pub mod elf;
+mod layout;
