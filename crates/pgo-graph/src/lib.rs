@@ -80,7 +80,12 @@ pub struct Call {
     pub site: Site,
     /// The profiled binary already inlined this call (an inline frame).
     pub inlined: bool,
+    /// Weight of the samples whose stacks pass through this call (once per sample).
     pub weight: i64,
+    /// Weight of the samples where this is the innermost call (the callee is the sampled
+    /// function): what ranks calls for hotness, as Go's `-pgo` does, because a call's own cost
+    /// shows in the samples taken right around it, not in everything below it.
+    pub leaf_weight: i64,
     /// The return addresses seen for this call (none for inlined calls or profiles without
     /// addresses), heaviest first.
     pub return_addresses: Vec<ReturnAddress>,
@@ -237,6 +242,7 @@ impl CallGraph {
         let mut cum_weight: Vec<i64> = vec![0; graph.node_count()];
         let mut edge_stamp: Vec<usize> = Vec::new();
         let mut edge_weight: Vec<i64> = Vec::new();
+        let mut edge_leaf_weight: Vec<i64> = Vec::new();
         let mut frames: Vec<u32> = Vec::new();
         let mut total = 0i64;
         for (si, s) in profile.sample.iter().enumerate() {
@@ -274,7 +280,7 @@ impl CallGraph {
                     cum_weight[node] += v;
                 }
             }
-            for pair in frames.windows(2) {
+            for (depth, pair) in frames.windows(2).enumerate() {
                 let key = (u64::from(pair[0]) << 32) | u64::from(pair[1]);
                 let (e, slot) = *pairs.entry(key).or_insert_with(|| {
                     let (callee, caller) = (
@@ -300,6 +306,7 @@ impl CallGraph {
                                     site,
                                     inlined: callee.inlined,
                                     weight: 0,
+                                    leaf_weight: 0,
                                     return_addresses: Vec::new(),
                                 },
                             )
@@ -324,6 +331,10 @@ impl CallGraph {
                 if edge_stamp.len() <= e.index() {
                     edge_stamp.resize(e.index() + 1, usize::MAX);
                     edge_weight.resize(e.index() + 1, 0);
+                    edge_leaf_weight.resize(e.index() + 1, 0);
+                }
+                if depth == 0 {
+                    edge_leaf_weight[e.index()] += v;
                 }
                 if edge_stamp[e.index()] == si {
                     continue; // each edge once per sample
@@ -341,6 +352,7 @@ impl CallGraph {
         }
         for e in graph.edge_indices() {
             graph[e].weight = edge_weight.get(e.index()).copied().unwrap_or(0);
+            graph[e].leaf_weight = edge_leaf_weight.get(e.index()).copied().unwrap_or(0);
         }
         for ((node, li), weight) in leaf_addresses {
             let (address, mapping) = location_address[li];
@@ -427,19 +439,25 @@ impl CallGraph {
         edges.into_iter().map(|t| t.5).collect()
     }
 
-    /// The hot edges: the smallest set of heaviest edges whose weight covers `cdf_percent` of
-    /// all edge weight (Go's `-pgo` uses 99%).
+    /// The hot edges: the smallest set of calls whose innermost-call weight
+    /// ([`Call::leaf_weight`]) covers `cdf_percent` of all samples' innermost-call weight (Go's
+    /// `-pgo` uses 99%), heaviest first. Ranking by the whole-stack weight instead would let
+    /// the long chain of calls above `main` (each carrying every sample) crowd out the calls
+    /// that matter.
     pub fn hot_edges(&self, cdf_percent: f64) -> Vec<EdgeIndex> {
-        let edges = self.edges_by_weight();
-        let sum: i64 = edges.iter().map(|&e| self.graph[e].weight).sum();
+        let mut edges: Vec<EdgeIndex> = self.edges_by_weight();
+        edges.retain(|&e| self.graph[e].leaf_weight > 0);
+        // Stable: equal leaf weights keep the name order of edges_by_weight.
+        edges.sort_by(|&a, &b| self.graph[b].leaf_weight.cmp(&self.graph[a].leaf_weight));
+        let sum: i64 = edges.iter().map(|&e| self.graph[e].leaf_weight).sum();
         let goal = sum as f64 * cdf_percent / 100.0;
         let mut covered = 0i64;
         let mut hot = Vec::new();
         for e in edges {
-            if covered as f64 >= goal || self.graph[e].weight == 0 {
+            if covered as f64 >= goal {
                 break;
             }
-            covered += self.graph[e].weight;
+            covered += self.graph[e].leaf_weight;
             hot.push(e);
         }
         hot
