@@ -14,19 +14,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use pgo_benches::{arg, median, time};
+use pgo_benches::{Rng, arg, median, time};
 use pgo_profile::{FunctionInfo, LineInfo, MappingInfo, ProfileBuilder};
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -11,23 +11,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use pgo_benches::{arg, median, time};
+use pgo_benches::{Rng, arg, median, time};
 
 use pgo_profile::{FunctionInfo, LineInfo, MappingInfo, ProfileBuilder};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// A profile of `samples` stacks over `functions` functions with four call sites each: stacks
 /// 8–40 deep, call structure skewed so a few paths are hot, as real profiles are.

@@ -51,6 +51,21 @@ fn rust_fixture(frame_pointers: bool) -> PathBuf {
     target.join("release/collect-rust")
 }
 
+/// Builds `fixtures/go-cpu` with `go` into `dir`.
+fn go_fixture(go: &Path, dir: &Path) -> PathBuf {
+    let binary = dir.join("gocpu");
+    let status = Command::new(go)
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(".")
+        .current_dir(root().join("fixtures/go-cpu"))
+        .env("GOTOOLCHAIN", "local")
+        .status()
+        .unwrap();
+    assert!(status.success(), "go build of fixtures/go-cpu");
+    binary
+}
+
 /// Builds `fixtures/collect-c/workloads.c` into `dir`.
 fn c_fixture(dir: &Path) -> PathBuf {
     let out = dir.join("workloads");
@@ -238,16 +253,7 @@ fn go_profile_agrees_with_runtime_pprof_and_go_build_accepts_it() {
     let _turn = cpu_turn();
     let Some(go) = go() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("gocpu");
-    let status = Command::new(&go)
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg(".")
-        .current_dir(root().join("fixtures/go-cpu"))
-        .env("GOTOOLCHAIN", "local")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let binary = go_fixture(&go, dir.path());
     let ours = dir.path().join("ours.pb.gz");
     let theirs = dir.path().join("theirs.pb.gz");
     // One run, two profilers: ours from outside, Go's runtime/pprof from inside.
@@ -487,16 +493,7 @@ fn url_pulls_a_profile_from_go_net_http_pprof() {
     let _turn = cpu_turn();
     let Some(go) = go() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("gocpu");
-    let status = Command::new(&go)
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg(".")
-        .current_dir(root().join("fixtures/go-cpu"))
-        .env("GOTOOLCHAIN", "local")
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let binary = go_fixture(&go, dir.path());
     let mut server = Command::new(&binary)
         .args(["-seconds", "6", "-http", "127.0.0.1:0"])
         .stdout(Stdio::piped())
