@@ -119,3 +119,79 @@ pub fn detect_frame_pointers(path: &Path) -> FramePointerVerdict {
         FramePointerVerdict::Absent(evidence)
     }
 }
+
+/// For a sample stopped at `ip` in a function starting at `start` (its code from `start` on in
+/// `code`): how many 8-byte words above the stack pointer hold the return address, when the
+/// function has not (yet) set up a frame pointer — the case where the kernel's frame-pointer
+/// walk skips the function's caller. `None` when the frame is set up, or when the code before
+/// `ip` cannot be followed in a straight line (a branch, an unusual stack adjustment).
+pub(crate) fn frameless_return_slot(code: &[u8], start: u64, ip: u64) -> Option<usize> {
+    let mut decoder = Decoder::with_ip(64, code, start, DecoderOptions::NONE);
+    let mut pushed: u64 = 0; // bytes below the return address
+    let mut pushed_rbp = false;
+    for _ in 0..64 {
+        if decoder.ip() >= ip {
+            return pushed.is_multiple_of(8).then_some((pushed / 8) as usize);
+        }
+        if !decoder.can_decode() {
+            return None;
+        }
+        let insn = decoder.decode();
+        if insn.is_invalid() {
+            return None;
+        }
+        match insn.code() {
+            Code::Push_r64 => {
+                pushed += 8;
+                pushed_rbp |= insn.op0_register() == Register::RBP;
+            }
+            Code::Pop_r64 => pushed = pushed.checked_sub(8)?,
+            Code::Mov_r64_rm64 | Code::Mov_rm64_r64
+                if insn.op0_register() == Register::RBP && insn.op1_register() == Register::RSP =>
+            {
+                if pushed_rbp {
+                    return None; // the frame is set up: the kernel's walk is right
+                }
+            }
+            Code::Sub_rm64_imm8 | Code::Sub_rm64_imm32 if insn.op0_register() == Register::RSP => {
+                pushed += insn.immediate(1);
+            }
+            Code::Add_rm64_imm8 | Code::Add_rm64_imm32 if insn.op0_register() == Register::RSP => {
+                pushed = pushed.checked_sub(insn.immediate(1))?;
+            }
+            // A call returns to the next instruction with the stack as it was.
+            Code::Call_rel32_64 => {}
+            _ => {
+                if insn.flow_control() != iced_x86::FlowControl::Next
+                    || insn.op0_register() == Register::RSP
+                {
+                    return None;
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frameless_return_slot;
+
+    #[test]
+    fn finds_the_return_address_of_frameless_code() {
+        // push rbx; push r12; sub rsp, 0x10; mov eax, 1; ret
+        let code = [
+            0x53, 0x41, 0x54, 0x48, 0x83, 0xec, 0x10, 0xb8, 1, 0, 0, 0, 0xc3,
+        ];
+        assert_eq!(frameless_return_slot(&code, 0x1000, 0x1000), Some(0));
+        assert_eq!(frameless_return_slot(&code, 0x1000, 0x1001), Some(1));
+        assert_eq!(frameless_return_slot(&code, 0x1000, 0x1007), Some(4));
+        // push rbp; mov rbp, rsp; ...: set up, the kernel's chain is right.
+        let framed = [0x55, 0x48, 0x89, 0xe5, 0xb8, 1, 0, 0, 0, 0xc3];
+        assert_eq!(frameless_return_slot(&framed, 0x1000, 0x1001), Some(1));
+        assert_eq!(frameless_return_slot(&framed, 0x1000, 0x1004), None);
+        // A branch before ip: not followed.
+        let branchy = [0x74, 0x02, 0x90, 0x90, 0xc3];
+        assert_eq!(frameless_return_slot(&branchy, 0x1000, 0x1003), None);
+    }
+}

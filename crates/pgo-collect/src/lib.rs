@@ -149,7 +149,13 @@ pub fn collect(
         frequency: options.frequency,
         duration: options.duration,
         stop: options.stop.clone(),
-        user_stack: (unwind == UnwindMode::Dwarf).then_some(options.user_stack_bytes),
+        // Frame-pointer mode copies a few words at the stack pointer too: enough to find the
+        // caller of a leaf function that sets up no frame (which the kernel's walk skips).
+        user_stack: Some(if unwind == UnwindMode::Dwarf {
+            options.user_stack_bytes
+        } else {
+            to_profile::LEAF_WORDS as u32 * 8
+        }),
         // DWARF mode unwinds the stack copy itself; the kernel's user walk would be wasted work.
         user_callchain: unwind != UnwindMode::Dwarf,
         ..RecordOptions::default()

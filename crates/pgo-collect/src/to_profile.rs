@@ -24,7 +24,13 @@ struct RawSample {
     period: u64,
     addresses: Vec<u64>,
     kernel: usize,
+    /// Frame-pointer mode, user-mode samples: the words at the stack pointer, where a
+    /// frameless leaf's return address is.
+    leaf_words: Option<[u64; LEAF_WORDS]>,
 }
+
+/// Words of stack copied at the stack pointer in frame-pointer mode.
+pub(crate) const LEAF_WORDS: usize = 8;
 
 /// What the profile's header and comments say about the collection.
 pub(crate) struct Meta {
@@ -186,6 +192,20 @@ impl Collector {
         if addresses.is_empty() {
             addresses.push(s.ip);
         }
+        let leaf_words = match (&self.dwarf, s.user_regs) {
+            (None, Some(regs))
+                if kernel == 0
+                    && regs.ip == addresses[0]
+                    && s.user_stack.len() >= 8 * LEAF_WORDS =>
+            {
+                let mut words = [0u64; LEAF_WORDS];
+                for (w, chunk) in words.iter_mut().zip(s.user_stack.chunks_exact(8)) {
+                    *w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+                }
+                Some(words)
+            }
+            _ => None,
+        };
         RawSample {
             pid: s.pid,
             tid: s.tid,
@@ -193,6 +213,7 @@ impl Collector {
             period: s.period,
             addresses,
             kernel,
+            leaf_words,
         }
     }
 
@@ -222,6 +243,13 @@ impl Collector {
         ));
         if let Some(report) = self.unwind_report() {
             b.add_comment(&report);
+        }
+
+        let leaf_fixes = self.restore_frameless_callers();
+        if leaf_fixes > 0 {
+            b.add_comment(&format!(
+                "frame pointers: restored the caller of a frameless leaf function in {leaf_fixes} samples"
+            ));
         }
 
         // Pass 1: place and symbolize every distinct frame once.
@@ -385,6 +413,44 @@ impl Collector {
         (b.build(), warnings)
     }
 
+    /// Frame-pointer mode: a leaf function that has not set up a frame (frameless leaves, or a
+    /// sample in a prologue) is invisible to the kernel's walk, which continues from the caller's
+    /// frame and so skips the caller. Where the leaf's code shows the return address's stack slot
+    /// and the word there returns just after a call instruction, insert it. Returns how many
+    /// samples were fixed.
+    fn restore_frameless_callers(&mut self) -> usize {
+        let mut code = CodeCache::default();
+        let mut slots: FxHashMap<(usize, u64), Option<usize>> = FxHashMap::default();
+        let mut fixed = 0;
+        for s in &mut self.samples {
+            let Some(words) = s.leaf_words.take() else {
+                continue;
+            };
+            let ip = s.addresses[0];
+            let Some(m) = self.spaces.find(s.pid, ip, s.time) else {
+                continue;
+            };
+            let slot = *slots
+                .entry((m, ip))
+                .or_insert_with(|| code.return_slot(&self.spaces.mmaps[m], ip));
+            // A slot beyond the copied words (a big frame) cannot be read.
+            let Some(ret) = slot.and_then(|i| words.get(i).copied()) else {
+                continue;
+            };
+            if s.addresses.get(1) == Some(&ret) {
+                continue;
+            }
+            let Some(rm) = self.spaces.find(s.pid, ret, s.time) else {
+                continue;
+            };
+            if code.follows_call(&self.spaces.mmaps[rm], ret) {
+                s.addresses.insert(1, ret);
+                fixed += 1;
+            }
+        }
+        fixed
+    }
+
     /// The name the thread had at `time` (the last COMM before it).
     fn thread_name(&self, tid: u32, time: u64) -> &str {
         self.comms
@@ -476,5 +542,53 @@ fn resolve(
                 }
             }
         }
+    }
+}
+
+/// Code of mapped files, for looking at instructions around sampled addresses.
+#[derive(Default)]
+struct CodeCache {
+    files: FxHashMap<PathBuf, Option<(pgo_binary::Binary, pgo_symbolize::ObjectInfo, Vec<u8>)>>,
+}
+
+impl CodeCache {
+    fn file(
+        &mut self,
+        path: &std::path::Path,
+    ) -> Option<&(pgo_binary::Binary, pgo_symbolize::ObjectInfo, Vec<u8>)> {
+        self.files
+            .entry(path.to_path_buf())
+            .or_insert_with(|| {
+                let data = std::fs::read(path).ok()?;
+                let binary = pgo_binary::Binary::parse(path, &data).ok()?;
+                let info = pgo_symbolize::ObjectInfo::parse(path, &data).ok()?;
+                Some((binary, info, data))
+            })
+            .as_ref()
+    }
+
+    /// See [`crate::frame_pointers::frameless_return_slot`].
+    fn return_slot(&mut self, m: &pgo_record::MmapEvent, ip: u64) -> Option<usize> {
+        let (binary, info, data) = self.file(&m.filename)?;
+        let svma = info.svma_for_runtime_address(ip, m.start, m.pgoff)?;
+        let function = binary.function_at(svma)?;
+        let segment = info
+            .load_segments
+            .iter()
+            .find(|s| s.svma <= function.start && function.start < s.svma + s.file_size)?;
+        let offset = (segment.file_offset + (function.start - segment.svma)) as usize;
+        let len = (svma - function.start + 16).min(function.size) as usize;
+        let code = data.get(offset..offset + len)?;
+        crate::frame_pointers::frameless_return_slot(code, function.start, svma)
+    }
+
+    /// Whether `address` is just after a call instruction: a real return address.
+    fn follows_call(&mut self, m: &pgo_record::MmapEvent, address: u64) -> bool {
+        let Some((binary, info, _)) = self.file(&m.filename) else {
+            return false;
+        };
+        info.svma_for_runtime_address(address, m.start, m.pgoff)
+            .and_then(|svma| binary.call_at_return_address(svma))
+            .is_some()
     }
 }
