@@ -355,8 +355,8 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
 
     let layout = layout::decide_layout(g, binary, &hot_set);
 
-    // Coverage: weight of stacks through a hot edge is bounded by the heaviest hot edges'
-    // callers' cumulative weight; report the share of cumulative weight of hot callers' roots.
+    // Coverage: the samples taken in a function that is part of a hot call (as caller or
+    // callee), i.e. the time the hot set can act on.
     let hot_nodes: FxHashSet<NodeIndex> = hot
         .iter()
         .flat_map(|&e| {

@@ -72,7 +72,8 @@ impl Default for Settings {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Coverage {
-    /// Share of the total weight on stacks that pass through a hot edge.
+    /// Share of the total weight sampled in functions that take part in a hot call (as caller
+    /// or callee): the time the hot set can act on.
     pub hot_set_percent: f64,
     /// Share of the total weight in functions found in the given binary (`null` without one).
     pub binary_matched_percent: Option<f64>,
