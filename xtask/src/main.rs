@@ -183,8 +183,47 @@ fn demo() -> Result<(), String> {
         .arg("go-cpu: variant b against a")
         .arg("-o")
         .arg(out.join("go-cpu-diff.svg")))?;
+
+    eprintln!("\n== Recording a Rust program built without frame pointers (fixtures/collect-rust)");
+    let program = collect_fixture(false)?;
+    let profile = out.join("collect-rust.pb.gz");
+    run(Command::new(&pgo)
+        .arg("collect")
+        .arg("-o")
+        .arg(&profile)
+        .arg("--")
+        .arg(&program)
+        .arg("400"))?;
+    run(Command::new(&pgo)
+        .arg("top")
+        .arg("--cum")
+        .arg("-n")
+        .arg("8")
+        .arg(&profile))?;
+
+    eprintln!("\n== What to optimize: pgo analyze with the binary, the decisions explained");
+    let decisions = out.join("collect-rust.decisions.json");
+    run(Command::new(&pgo)
+        .arg("analyze")
+        .arg(&profile)
+        .arg("--binary")
+        .arg(&program)
+        .arg("-o")
+        .arg(&decisions))?;
+    run(Command::new(&pgo)
+        .arg("explain")
+        .arg("-n")
+        .arg("5")
+        .arg(&decisions))?;
+    run(Command::new(&pgo)
+        .arg("flamegraph")
+        .arg(&profile)
+        .arg("--decisions")
+        .arg(&decisions)
+        .arg("-o")
+        .arg(out.join("collect-rust.svg")))?;
     eprintln!(
-        "\nOpen {} and go-cpu-diff.svg in a browser.",
+        "\nOpen {}, go-cpu-diff.svg and collect-rust.svg (decided calls marked) in a browser.",
         out.join("go-cpu.svg").display()
     );
     Ok(())

@@ -1,9 +1,9 @@
 //! Function order (C3 call-chain clustering) and basic-block order (ext-TSP), via `pgo-layout`.
 
-use petgraph::graph::{EdgeIndex, NodeIndex};
+use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use pgo_graph::CallGraph;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use crate::{BinaryFacts, BlockLayout, FunctionRef, Layout, function_ref, is_named};
 
@@ -13,16 +13,31 @@ const UNKNOWN_SIZE: u64 = 128;
 /// Functions get a block layout when they hold at least this share of the samples.
 const BLOCK_LAYOUT_MIN_SHARE: f64 = 0.5;
 
-pub(crate) fn decide_layout(
-    g: &CallGraph,
-    binary: Option<&dyn BinaryFacts>,
-    hot: &FxHashSet<EdgeIndex>,
-) -> Layout {
-    // The functions placed by the layout: named code, in the profiled binary when one is given.
+/// Samples taken in the function's own machine code (including code inlined into it): what a
+/// linker can place. A function that only exists inlined into others has none.
+fn physical_weight(g: &CallGraph, n: NodeIndex) -> i64 {
+    g.graph[n].addresses.iter().map(|a| a.weight).sum()
+}
+
+pub(crate) fn decide_layout(g: &CallGraph, binary: Option<&dyn BinaryFacts>) -> Layout {
+    // The functions placed by the layout: real functions of the profiled binary (a symbol of
+    // it, when it is given), not functions that only exist inlined into others.
+    let real_call = |n: NodeIndex| {
+        g.graph
+            .edges_directed(n, petgraph::Direction::Incoming)
+            .any(|e| !e.weight().inlined && e.weight().weight > 0)
+    };
     let placed: Vec<NodeIndex> = g
         .graph
         .node_indices()
-        .filter(|&n| is_named(g, n) && binary.is_none_or(|b| b.contains(&g.graph[n].binary)))
+        .filter(|&n| is_named(g, n))
+        .filter(|&n| match binary {
+            Some(b) => {
+                b.contains(&g.graph[n].binary)
+                    && b.function_size(&g.graph[n].linkage_name).is_some()
+            }
+            None => physical_weight(g, n) > 0 || real_call(n),
+        })
         .filter(|&n| g.graph[n].cum_weight > 0)
         .collect();
     let index: FxHashMap<NodeIndex, usize> =
@@ -33,14 +48,15 @@ pub(crate) fn decide_layout(
             size: binary
                 .and_then(|b| b.function_size(&g.graph[n].linkage_name))
                 .unwrap_or(UNKNOWN_SIZE),
-            weight: g.graph[n].self_weight.max(0) as u64,
+            weight: physical_weight(g, n).max(0) as u64,
         })
         .collect();
-    // Real calls only: an inlined call is inside one function already.
+    // Real calls only: an inlined call is inside one function already. Weighted by all the
+    // samples through the call, as C3 wants call frequency between placed functions.
     let edges: Vec<pgo_layout::CallEdge> = g
         .graph
         .edge_references()
-        .filter(|e| !e.weight().inlined && hot.contains(&e.id()))
+        .filter(|e| !e.weight().inlined && e.weight().weight > 0)
         .filter_map(|e| {
             Some(pgo_layout::CallEdge {
                 caller: *index.get(&e.source())?,
@@ -86,7 +102,7 @@ pub(crate) fn decide_layout(
         .map(|&i| function_ref(g, node_at(i)))
         .collect();
     let reason = format!(
-        "C3 call-chain clustering over {} hot call edges: each function joins its heaviest caller's cluster (up to {} bytes), clusters by density; sizes {}",
+        "C3 call-chain clustering over {} calls between placed functions: each function joins its heaviest caller's cluster (up to {} bytes), clusters by density; sizes {}",
         sorted_edges.len(),
         pgo_layout::C3Config::default().max_cluster_size,
         if binary.is_some() {
@@ -101,15 +117,11 @@ pub(crate) fn decide_layout(
         let mut candidates: Vec<NodeIndex> = placed
             .iter()
             .copied()
-            .filter(|&n| {
-                g.share(g.graph[n].self_weight) >= BLOCK_LAYOUT_MIN_SHARE
-                    && !g.graph[n].addresses.is_empty()
-            })
+            .filter(|&n| g.share(physical_weight(g, n)) >= BLOCK_LAYOUT_MIN_SHARE)
             .collect();
         candidates.sort_by(|&x, &y| {
-            g.graph[y]
-                .self_weight
-                .cmp(&g.graph[x].self_weight)
+            physical_weight(g, y)
+                .cmp(&physical_weight(g, x))
                 .then_with(|| g.graph[x].linkage_name.cmp(&g.graph[y].linkage_name))
         });
         for n in candidates {

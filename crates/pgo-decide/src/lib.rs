@@ -353,7 +353,7 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
             .then_with(|| (&a.caller, a.site).cmp(&(&b.caller, b.site)))
     });
 
-    let layout = layout::decide_layout(g, binary, &hot_set);
+    let layout = layout::decide_layout(g, binary);
 
     // Coverage: the samples taken in a function that is part of a hot call (as caller or
     // callee), i.e. the time the hot set can act on.
