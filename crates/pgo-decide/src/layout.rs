@@ -20,6 +20,12 @@ fn physical_weight(g: &CallGraph, n: NodeIndex) -> i64 {
 }
 
 pub(crate) fn decide_layout(g: &CallGraph, binary: Option<&dyn BinaryFacts>) -> Layout {
+    let physical: Vec<i64> = g
+        .graph
+        .node_indices()
+        .map(|n| physical_weight(g, n))
+        .collect();
+    let physical_weight = |_: &CallGraph, n: NodeIndex| physical[n.index()];
     // The functions placed by the layout: real functions of the profiled binary (a symbol of
     // it, when it is given), not functions that only exist inlined into others.
     let real_call = |n: NodeIndex| {
