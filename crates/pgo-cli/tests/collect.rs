@@ -494,20 +494,8 @@ fn url_pulls_a_profile_from_go_net_http_pprof() {
     let Some(go) = go() else { return };
     let dir = tempfile::tempdir().unwrap();
     let binary = go_fixture(&go, dir.path());
-    let mut server = Command::new(&binary)
-        .args(["-seconds", "6", "-http", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("the address")
-        .to_string();
+    let (mut server, addr) =
+        spawn_server(Command::new(&binary).args(["-seconds", "6", "-http", "127.0.0.1:0"]));
     let out = dir.path().join("url.pb.gz");
     let url = format!("http://{addr}/debug/pprof/profile?seconds=2");
     let o = pgo(&[&"collect", &"--url", &url, &"-o", &out]);
@@ -515,6 +503,21 @@ fn url_pulls_a_profile_from_go_net_http_pprof() {
     server.wait().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(shares(&load(&out), true).contains_key("main.mix64"));
+}
+
+/// Starts a profiling server that prints `listening on ADDR` first; returns it and ADDR.
+fn spawn_server(cmd: &mut Command) -> (std::process::Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the address")
+        .to_string();
+    (child, addr)
 }
 
 /// A one-shot HTTP server on loopback that answers `body` with `status`.
@@ -642,20 +645,8 @@ fn url_pulls_a_profile_from_a_rust_service_using_pgo_agent() {
         .status()
         .unwrap();
     assert!(status.success(), "building fixtures/agent-service");
-    let mut service = Command::new(target.join("release/agent-service"))
-        .args(["--seconds", "20"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(service.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("the address")
-        .to_string();
+    let (mut service, addr) =
+        spawn_server(Command::new(target.join("release/agent-service")).args(["--seconds", "20"]));
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("agent.pb.gz");
     let url = format!("http://{addr}/debug/pprof/profile?seconds=2");
