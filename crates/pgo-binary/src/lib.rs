@@ -248,6 +248,15 @@ impl Binary {
         Some(&sec.data[off..off.saturating_add(len).min(sec.data.len())])
     }
 
+    /// The machine code of `func` (cut short where its code section ends).
+    pub fn function_code(&self, func: &FunctionSym) -> Result<&[u8], Error> {
+        self.bytes(func.start, func.size)
+            .ok_or_else(|| Error::AddressOutsideFunction {
+                path: self.path.clone(),
+                address: func.start,
+            })
+    }
+
     fn is_noreturn_target(&self, target: u64) -> bool {
         self.function_at(target)
             .is_some_and(|f| f.start == target && cfg::is_noreturn_name(&f.name))
@@ -264,12 +273,7 @@ impl Binary {
                 blocks: Vec::new(),
             });
         }
-        let bytes =
-            self.bytes(func.start, func.size)
-                .ok_or_else(|| Error::AddressOutsideFunction {
-                    path: self.path.clone(),
-                    address: func.start,
-                })?;
+        let bytes = self.function_code(func)?;
         Ok(cfg::build(func, bytes, self.bitness, &|t| {
             self.is_noreturn_target(t)
         }))
@@ -281,12 +285,7 @@ impl Binary {
         if func.size == 0 {
             return Ok(Vec::new());
         }
-        let bytes =
-            self.bytes(func.start, func.size)
-                .ok_or_else(|| Error::AddressOutsideFunction {
-                    path: self.path.clone(),
-                    address: func.start,
-                })?;
+        let bytes = self.function_code(func)?;
         Ok(cfg::decode(bytes, func.start, self.bitness)
             .into_iter()
             .map(|i| (i.addr, i.len))

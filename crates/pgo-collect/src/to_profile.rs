@@ -548,43 +548,38 @@ fn resolve(
 /// Code of mapped files, for looking at instructions around sampled addresses.
 #[derive(Default)]
 struct CodeCache {
-    files: FxHashMap<PathBuf, Option<(pgo_binary::Binary, pgo_symbolize::ObjectInfo, Vec<u8>)>>,
+    files: FxHashMap<PathBuf, Option<(pgo_binary::Binary, pgo_symbolize::ObjectInfo)>>,
 }
 
 impl CodeCache {
     fn file(
         &mut self,
         path: &std::path::Path,
-    ) -> Option<&(pgo_binary::Binary, pgo_symbolize::ObjectInfo, Vec<u8>)> {
+    ) -> Option<&(pgo_binary::Binary, pgo_symbolize::ObjectInfo)> {
         self.files
             .entry(path.to_path_buf())
             .or_insert_with(|| {
                 let data = std::fs::read(path).ok()?;
                 let binary = pgo_binary::Binary::parse(path, &data).ok()?;
                 let info = pgo_symbolize::ObjectInfo::parse(path, &data).ok()?;
-                Some((binary, info, data))
+                Some((binary, info))
             })
             .as_ref()
     }
 
     /// See [`crate::frame_pointers::frameless_return_slot`].
     fn return_slot(&mut self, m: &pgo_record::MmapEvent, ip: u64) -> Option<usize> {
-        let (binary, info, data) = self.file(&m.filename)?;
+        let (binary, info) = self.file(&m.filename)?;
         let svma = info.svma_for_runtime_address(ip, m.start, m.pgoff)?;
         let function = binary.function_at(svma)?;
-        let segment = info
-            .load_segments
-            .iter()
-            .find(|s| s.svma <= function.start && function.start < s.svma + s.file_size)?;
-        let offset = (segment.file_offset + (function.start - segment.svma)) as usize;
-        let len = (svma - function.start + 16).min(function.size) as usize;
-        let code = data.get(offset..offset + len)?;
-        crate::frame_pointers::frameless_return_slot(code, function.start, svma)
+        let code = binary.function_code(function).ok()?;
+        let len = ((svma - function.start + 16) as usize).min(code.len());
+        crate::frame_pointers::frameless_return_slot(&code[..len], function.start, svma)
     }
 
     /// Whether `address` is just after a call instruction: a real return address.
     fn follows_call(&mut self, m: &pgo_record::MmapEvent, address: u64) -> bool {
-        let Some((binary, info, _)) = self.file(&m.filename) else {
+        let Some((binary, info)) = self.file(&m.filename) else {
             return false;
         };
         info.svma_for_runtime_address(address, m.start, m.pgoff)
