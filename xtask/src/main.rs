@@ -127,8 +127,15 @@ fn ensure_debian_packages(programs: &[(&str, &str)]) -> Result<(), String> {
 }
 
 fn test(extra: &[String]) -> Result<(), String> {
-    // dwz: the symbolizer's test of Debian-style supplementary debug files.
-    ensure_debian_packages(&[("dwz", "dwz")])?;
+    // dwz: the symbolizer's test of Debian-style supplementary debug files. LLVM 22 (the
+    // version rustc 1.95 carries): the apply backends' tests read and use what they write.
+    ensure_debian_packages(&[
+        ("dwz", "dwz"),
+        ("llvm-profdata-22", "llvm-22"),
+        ("clang-22", "clang-22"),
+        ("ld.lld-22", "lld-22"),
+        ("llvm-bolt-22", "bolt-22"),
+    ])?;
     let go_dir = ensure_go()?;
     let path = std::env::join_paths(std::iter::once(go_dir).chain(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
