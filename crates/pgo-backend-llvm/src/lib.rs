@@ -1,0 +1,355 @@
+//! The rustc and clang backends of `pgo apply`.
+//!
+//! From a profile and the decisions they write three files LLVM and its linker consume:
+//! - an LLVM sample profile in the text format ([`sample_profile`]): per function (by linkage
+//!   name) the samples per line offset from the function's start line, the call targets of each
+//!   call line, and nested records for inlined call sites. Where we decided to inline a call
+//!   that the profiled binary did not inline, the callee's samples *under that call site* (known
+//!   from the whole call stack, which IP-only AutoFDO does not have) are nested at the site, so
+//!   LLVM's sample loader inlines it with a context-sensitive profile;
+//! - an inline-replay file ([`inline_replay`]) so LLVM's CGSCC inliner takes our inline
+//!   decisions (`-Cllvm-args=--cgscc-inline-replay=FILE`);
+//! - a symbol ordering file ([`symbol_order`]) for the linker (`--symbol-ordering-file`).
+//!
+//! It does not run builds or merge flags into the user's (pgo-apply does that) and does not
+//! decide anything (pgo-decide does): it translates.
+
+pub mod inline_replay;
+pub mod sample_profile;
+pub mod symbol_order;
+
+use pgo_backend::{Artifact, Backend, EnvEdit, Language, Plan, Request};
+use pgo_profile::ProfileView;
+use rustc_hash::FxHashSet;
+use std::path::Path;
+
+/// Which of the three files a build uses: all by default; the others exist for ablation
+/// (`pgo apply --no-inline-replay`, `--no-function-order`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    pub sample_profile: bool,
+    pub inline_contexts: bool,
+    pub inline_replay: bool,
+    pub function_order: bool,
+}
+
+impl Default for Parts {
+    fn default() -> Self {
+        Parts {
+            sample_profile: true,
+            inline_contexts: true,
+            inline_replay: true,
+            function_order: true,
+        }
+    }
+}
+
+/// The files common to both backends, written into `request.out_dir`.
+struct Files {
+    sample_profile: Option<String>,
+    inline_replay: Option<String>,
+    symbol_order: Option<String>,
+    artifacts: Vec<Artifact>,
+    notes: Vec<String>,
+}
+
+fn write_files(request: &Request<'_>, parts: Parts) -> Result<Files, String> {
+    let mut files = Files {
+        sample_profile: None,
+        inline_replay: None,
+        symbol_order: None,
+        artifacts: Vec::new(),
+        notes: Vec::new(),
+    };
+    let write = |name: &str, text: &str| -> Result<String, String> {
+        let path = request.out_dir.join(name);
+        pgo_profile::write_atomic(&path, text.as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(path.to_string_lossy().into_owned())
+    };
+    if parts.sample_profile {
+        let mut options = sample_profile::Options::default();
+        if parts.inline_contexts {
+            options.inline_contexts = request
+                .decisions
+                .inline
+                .iter()
+                .filter(|d| !d.already_inlined && d.site.line_offset >= 0)
+                .map(|d| {
+                    (
+                        d.caller.linkage_name.clone(),
+                        d.site.line_offset as u32,
+                        d.callee.linkage_name.clone(),
+                    )
+                })
+                .collect::<FxHashSet<_>>();
+        }
+        let (text, summary) = sample_profile::write(request.profile, &options)?;
+        if summary.functions == 0 {
+            return Err(
+                "no sample of the profile could be placed in an LLVM sample profile: it needs \
+                 symbolized frames with linkage names and start lines (a profile from pgo collect \
+                 of a binary with debug info)"
+                    .into(),
+            );
+        }
+        let path = write("sample-profile.txt", &text)?;
+        files.artifacts.push(Artifact {
+            path: path.clone().into(),
+            kind: "LLVM sample profile (text)".into(),
+            summary: format!(
+                "{} functions, {} inlined call-site records ({} from our inline decisions), \
+                 {:.1}% of samples placed",
+                summary.functions,
+                summary.inlined_records,
+                summary.decided_contexts,
+                summary.placed_percent()
+            ),
+        });
+        if summary.placed_percent() < 90.0 {
+            files.notes.push(format!(
+                "only {:.1}% of the samples could be placed in the sample profile (frames without \
+                 symbols or linkage names)",
+                summary.placed_percent()
+            ));
+        }
+        files.sample_profile = Some(path);
+    }
+    if parts.inline_replay {
+        let (text, sites) = inline_replay::write(request.decisions);
+        if sites > 0 {
+            let path = write("inline-replay.txt", &text)?;
+            files.artifacts.push(Artifact {
+                path: path.clone().into(),
+                kind: "inline replay".into(),
+                summary: format!("{sites} call sites to inline"),
+            });
+            files.inline_replay = Some(path);
+        }
+    }
+    if parts.function_order {
+        let (text, symbols) = symbol_order::write(request.decisions);
+        if symbols > 0 {
+            let path = write("symbol-order.txt", &text)?;
+            files.artifacts.push(Artifact {
+                path: path.clone().into(),
+                kind: "symbol ordering file".into(),
+                summary: format!("{symbols} functions, hottest cluster first"),
+            });
+            files.symbol_order = Some(path);
+        }
+    }
+    Ok(files)
+}
+
+/// The mangling scheme of most of the profile's Rust weight: `Some("v0")` for `_R` names,
+/// `Some("legacy")` for `_ZN…17h…E` names, `None` when it has no Rust functions.
+pub fn rust_mangling(profile: &pgo_profile::Profile) -> Option<&'static str> {
+    let view = ProfileView::new(profile);
+    let (mut v0, mut legacy) = (0usize, 0usize);
+    for f in &profile.function {
+        let name = view.str(f.system_name);
+        if name.starts_with("_R") {
+            v0 += 1;
+        } else if name.starts_with("_ZN") && name.ends_with('E') && name.contains("17h") {
+            legacy += 1;
+        }
+    }
+    match (v0, legacy) {
+        (0, 0) => None,
+        (v, l) if v > l => Some("v0"),
+        _ => Some("legacy"),
+    }
+}
+
+/// The share of the profile's samples (by leaf physical function) whose function exists by
+/// name in `binary`: whether the names of the profile will match the new build.
+pub fn name_match_percent(profile: &pgo_profile::Profile, binary: &Path) -> Result<f64, String> {
+    let bin = pgo_binary::Binary::open(binary).map_err(|e| format!("{}: {e}", binary.display()))?;
+    let names: FxHashSet<&str> = bin.functions().iter().map(|f| f.name.as_str()).collect();
+    let view = ProfileView::new(profile);
+    let index = view
+        .sample_index(Some("samples/count"))
+        .or_else(|_| view.sample_index(None))?;
+    let (mut matched, mut all) = (0i64, 0i64);
+    for s in &profile.sample {
+        let Some(loc) = s.location_id.first().and_then(|id| view.location(*id)) else {
+            continue;
+        };
+        let Some(line) = loc.line.last() else {
+            continue;
+        };
+        let Some(f) = view.function(line.function_id) else {
+            continue;
+        };
+        let w = s.value.get(index).copied().unwrap_or(0);
+        all += w;
+        if names.contains(view.str(f.system_name)) {
+            matched += w;
+        }
+    }
+    Ok(if all == 0 {
+        0.0
+    } else {
+        100.0 * matched as f64 / all as f64
+    })
+}
+
+fn match_note(request: &Request<'_>, binary: &Path) -> Result<Plan, String> {
+    let percent = name_match_percent(request.profile, binary)?;
+    let mut plan = Plan::default();
+    plan.notes.push(format!(
+        "{percent:.1}% of the profile's samples are in functions that exist by name in {}",
+        binary.display()
+    ));
+    if percent < 50.0 {
+        plan.notes.push(
+            "most of the profile did not match the new build's function names: was it recorded \
+             from this program?"
+                .into(),
+        );
+    }
+    Ok(plan)
+}
+
+/// rustc: `RUSTC_BOOTSTRAP=1`, `-Zprofile-sample-use`, inline replay through `-Cllvm-args`,
+/// the order through the linker (rustc 1.95 links with its bundled lld).
+#[derive(Debug, Clone, Default)]
+pub struct Rustc {
+    pub parts: Parts,
+}
+
+impl Backend for Rustc {
+    fn name(&self) -> &str {
+        "rustc"
+    }
+
+    fn plan(&self, request: &Request<'_>) -> Result<Plan, String> {
+        if matches!(request.target.language, Language::Go | Language::C) {
+            return Err(format!(
+                "the rustc backend builds Rust; this is {:?} (use --backend {})",
+                request.target.language,
+                if request.target.language == Language::Go { "go" } else { "clang" }
+            ));
+        }
+        let files = write_files(request, self.parts)?;
+        let mut flags = Vec::new();
+        if let Some(p) = &files.sample_profile {
+            flags.push(format!("-Zprofile-sample-use={p}"));
+            flags.push("-Zdebug-info-for-profiling".into());
+        }
+        // Symbol names must match the profiled build's: RUSTC_BOOTSTRAP=1 switches rustc's
+        // default mangling to v0, so say which one the profile's names use.
+        let mut notes = files.notes;
+        match rust_mangling(request.profile) {
+            Some("legacy") => {
+                flags.push("-Csymbol-mangling-version=legacy".into());
+                flags.push("-Zunstable-options".into());
+            }
+            Some(_) => flags.push("-Csymbol-mangling-version=v0".into()),
+            None => notes.push(
+                "the profile has no Rust symbol names (legacy or v0); nothing will match a Rust \
+                 build"
+                    .into(),
+            ),
+        }
+        if let Some(p) = &files.inline_replay {
+            for arg in inline_replay::llvm_args(p) {
+                flags.push(format!("-Cllvm-args={arg}"));
+            }
+        }
+        if let Some(p) = &files.symbol_order {
+            flags.push(format!("-Clink-arg=-Wl,--symbol-ordering-file={p}"));
+            flags.push("-Clink-arg=-Wl,--no-warn-symbol-ordering".into());
+        }
+        Ok(Plan {
+            artifacts: files.artifacts,
+            env: vec![
+                EnvEdit::Set {
+                    name: "RUSTC_BOOTSTRAP".into(),
+                    value: "1".into(),
+                },
+                EnvEdit::AppendFlags {
+                    name: "RUSTFLAGS".into(),
+                    flags,
+                },
+            ],
+            post_build: Vec::new(),
+            notes,
+        })
+    }
+
+    fn after_build(&self, request: &Request<'_>, binary: &Path) -> Result<Plan, String> {
+        match_note(request, binary)
+    }
+}
+
+/// clang: `-fprofile-sample-use`, inline replay through `-mllvm`, the order through lld.
+#[derive(Debug, Clone, Default)]
+pub struct Clang {
+    pub parts: Parts,
+}
+
+impl Backend for Clang {
+    fn name(&self) -> &str {
+        "clang"
+    }
+
+    fn plan(&self, request: &Request<'_>) -> Result<Plan, String> {
+        if matches!(request.target.language, Language::Go | Language::Rust) {
+            return Err(format!(
+                "the clang backend builds C and C++; this is {:?} (use --backend {})",
+                request.target.language,
+                if request.target.language == Language::Go { "go" } else { "rustc" }
+            ));
+        }
+        let files = write_files(request, self.parts)?;
+        let mut cflags = Vec::new();
+        if let Some(p) = &files.sample_profile {
+            cflags.push(format!("-fprofile-sample-use={p}"));
+            cflags.push("-fdebug-info-for-profiling".into());
+            // The sample loader matches instructions by their debug locations.
+            cflags.push("-gline-tables-only".into());
+        }
+        if let Some(p) = &files.inline_replay {
+            for arg in inline_replay::llvm_args(p) {
+                cflags.push("-mllvm".into());
+                cflags.push(arg);
+            }
+        }
+        let mut ldflags = Vec::new();
+        if let Some(p) = &files.symbol_order {
+            // Each function in its own section, so the linker can place it.
+            cflags.push("-ffunction-sections".into());
+            ldflags.push("-fuse-ld=lld".into());
+            ldflags.push(format!("-Wl,--symbol-ordering-file={p}"));
+            ldflags.push("-Wl,--no-warn-symbol-ordering".into());
+        }
+        let mut env = vec![
+            EnvEdit::AppendFlags {
+                name: "CFLAGS".into(),
+                flags: cflags.clone(),
+            },
+            EnvEdit::AppendFlags {
+                name: "CXXFLAGS".into(),
+                flags: cflags,
+            },
+        ];
+        if !ldflags.is_empty() {
+            env.push(EnvEdit::AppendFlags {
+                name: "LDFLAGS".into(),
+                flags: ldflags,
+            });
+        }
+        Ok(Plan {
+            artifacts: files.artifacts,
+            env,
+            post_build: Vec::new(),
+            notes: files.notes,
+        })
+    }
+
+    fn after_build(&self, request: &Request<'_>, binary: &Path) -> Result<Plan, String> {
+        match_note(request, binary)
+    }
+}

@@ -1,0 +1,303 @@
+//! An LLVM sample profile, text format, from a pprof profile with symbolized call stacks.
+//!
+//! The format (LLVM's `SampleProfReader` text reader; `llvm-profdata show --sample` reads it):
+//!
+//! ```text
+//! linkage_name:total_samples:head_samples
+//!  line_offset[.discriminator]: samples [callee:count ...]
+//!  line_offset[.discriminator]: inlined_callee:total_samples
+//!   line_offset: samples ...            (one more space per level of inlining)
+//! ```
+//!
+//! Line offsets count from the function's start line (DW_AT_decl_line, pprof's
+//! `Function.start_line`), so a profile survives edits above a function. Each sample is placed
+//! by its whole stack: the leaf location's inline frames give the nested records its sample
+//! lands in; every caller location adds a call target at its call line (what LLVM's indirect
+//! call promotion reads) — or, when that call is one we decided to inline, the callee's samples
+//! from this stack are nested under the call site instead (a context-sensitive record).
+//!
+//! Counts are samples (time), not executions: a caller of a callee gets the callee's samples
+//! under that call as the call target's count, the same measure for every target of a site.
+
+use pgo_profile::proto::{Function, Location, Profile};
+use pgo_profile::ProfileView;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// A call to inline in the new build: (caller linkage name, call line offset, callee linkage
+/// name). Its samples from stacks through this call are nested under the call site.
+pub type InlineContext = (String, u32, String);
+
+/// Addresses from here up are the kernel's (x86-64 and aarch64 Linux).
+const KERNEL_START: u64 = 0xffff_8000_0000_0000;
+
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// Calls whose callee samples are nested at the call site (our inline decisions that the
+    /// profiled binary did not already inline).
+    pub inline_contexts: FxHashSet<InlineContext>,
+    /// Which sample value to count (index into `sample_type`); `None`: the profile's default.
+    pub sample_index: Option<usize>,
+}
+
+/// What went into a sample profile: figures a person can check.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Summary {
+    /// Top-level function records.
+    pub functions: usize,
+    /// Nested records (inlined call sites), at any depth.
+    pub inlined_records: usize,
+    /// Nested records that come from our decisions, not from the profiled binary's inlining.
+    pub decided_contexts: usize,
+    /// Samples placed in the profile.
+    pub samples: u64,
+    /// Samples that could not be placed (unsymbolized leaf, no linkage name, line before the
+    /// function's start line).
+    pub dropped_samples: u64,
+}
+
+impl Summary {
+    pub fn placed_percent(&self) -> f64 {
+        let all = self.samples + self.dropped_samples;
+        if all == 0 {
+            0.0
+        } else {
+            100.0 * self.samples as f64 / all as f64
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Record {
+    total: u64,
+    head: u64,
+    /// line offset → samples at that line and the call targets of the line.
+    body: BTreeMap<u32, Line>,
+    /// call line offset → callee → nested record.
+    callsites: BTreeMap<u32, BTreeMap<String, Record>>,
+    /// True when this nested record exists because of an inline decision.
+    decided: bool,
+}
+
+#[derive(Debug, Default)]
+struct Line {
+    samples: u64,
+    targets: BTreeMap<String, u64>,
+}
+
+/// One source frame: linkage name and line offset from the function's start line.
+#[derive(Clone)]
+struct Step {
+    name: String,
+    offset: Option<u32>,
+}
+
+/// Builds the text of an LLVM sample profile from `profile`.
+pub fn write(profile: &Profile, options: &Options) -> Result<(String, Summary), String> {
+    let view = ProfileView::new(profile);
+    let index = match options.sample_index {
+        Some(i) => i,
+        None => sample_count_index(&view)?,
+    };
+    let mut top: BTreeMap<String, Record> = BTreeMap::new();
+    let mut summary = Summary::default();
+    let location_steps: FxHashMap<u64, Option<Vec<Step>>> = profile
+        .location
+        .iter()
+        .map(|l| (l.id, steps_of(&view, l)))
+        .collect();
+
+    for sample in &profile.sample {
+        let weight = sample.value.get(index).copied().unwrap_or(0);
+        if weight <= 0 {
+            continue;
+        }
+        let weight = weight as u64;
+        // Physical frames root first, each as its inline chain outermost first.
+        let mut chains: Vec<&[Step]> = Vec::with_capacity(sample.location_id.len());
+        // Kernel frames (a sample taken in a system call or an interrupt) are not code the
+        // build compiles: the sample counts where the program was, its innermost user frame.
+        let user: Vec<&u64> = sample
+            .location_id
+            .iter()
+            .filter(|id| view.location(**id).is_none_or(|l| l.address < KERNEL_START))
+            .collect();
+        for id in user.iter().rev() {
+            match location_steps.get(*id) {
+                Some(Some(s)) => chains.push(s.as_slice()),
+                // An unsymbolized frame breaks the stack: only what lies below it can be
+                // placed, starting afresh at top level.
+                _ => chains.clear(),
+            }
+        }
+        let leaf_ok = user
+            .first()
+            .and_then(|id| location_steps.get(*id))
+            .is_some_and(Option::is_some);
+        if chains.is_empty() || !leaf_ok {
+            summary.dropped_samples += weight;
+            continue;
+        }
+        place(&mut top, &chains, weight, options);
+        summary.samples += weight;
+    }
+
+    let mut text = String::new();
+    for (name, record) in &top {
+        if record.total == 0 {
+            continue;
+        }
+        summary.functions += 1;
+        let _ = writeln!(text, "{name}:{}:{}", record.total, record.head);
+        emit_body(&mut text, record, 1, &mut summary);
+    }
+    Ok((text, summary))
+}
+
+/// The index of the `samples/count` value, else the last (pprof's default).
+fn sample_count_index(view: &ProfileView<'_>) -> Result<usize, String> {
+    if view.profile.sample_type.is_empty() {
+        return Err("the profile has no sample types".into());
+    }
+    Ok(view
+        .sample_index(Some("samples/count"))
+        .or_else(|_| view.sample_index(None))
+        .unwrap_or(0))
+}
+
+/// A location's inline chain, outermost (the physical function) first; `None` when it has no
+/// symbolized function with a linkage name.
+fn steps_of(view: &ProfileView<'_>, loc: &Location) -> Option<Vec<Step>> {
+    if loc.line.is_empty() {
+        return None;
+    }
+    let mut steps = Vec::with_capacity(loc.line.len());
+    for line in loc.line.iter().rev() {
+        let f: &Function = view.function(line.function_id)?;
+        let mut name = view.str(f.system_name);
+        if name.is_empty() {
+            name = view.str(f.name);
+        }
+        // A name LLVM's text reader would split wrongly (a demangled path), or none: the
+        // frame cannot be matched to a function of the new build.
+        if name.is_empty() || name.contains([':', ' ', '\t']) {
+            return None;
+        }
+        let offset = if f.start_line > 0 && line.line >= f.start_line {
+            u32::try_from(line.line - f.start_line).ok()
+        } else {
+            None
+        };
+        steps.push(Step {
+            name: name.to_string(),
+            offset,
+        });
+    }
+    Some(steps)
+}
+
+/// Places one sample: `chains` are the physical frames, root first.
+fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, options: &Options) {
+    // Walk down the stack, keeping the record the next physical frame's samples go into:
+    // top level, unless the previous frame's call into it is one we decided to inline.
+    let mut nested_in: Option<Vec<(u32, String)>> = None;
+    let mut top_name: Option<String> = None;
+    let last = chains.len() - 1;
+    for (depth, chain) in chains.iter().enumerate() {
+        // Path from the top-level record to this frame's innermost inline record.
+        let mut path: Vec<(u32, String)> = match nested_in.take() {
+            Some(p) => p,
+            None => {
+                top_name = Some(chain[0].name.clone());
+                Vec::new()
+            }
+        };
+        let root = top_name.as_ref().expect("set on the first frame");
+        let mut ok = true;
+        for pair in chain.windows(2) {
+            match pair[0].offset {
+                Some(off) => path.push((off, pair[1].name.clone())),
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        let innermost = chain.last().expect("chains are never empty");
+        if depth == last {
+            // The leaf: the sample's own line, and every enclosing record's total.
+            let record = top.entry(root.clone()).or_default();
+            record.total += weight;
+            let mut r = record;
+            for (off, callee) in &path {
+                r = r
+                    .callsites
+                    .entry(*off)
+                    .or_default()
+                    .entry(callee.clone())
+                    .or_default();
+                r.total += weight;
+            }
+            if ok && let Some(off) = innermost.offset {
+                r.body.entry(off).or_default().samples += weight;
+            }
+            return;
+        }
+        let callee = &chains[depth + 1][0].name;
+        let (Some(off), true) = (innermost.offset, ok) else {
+            // The call line is unknown: the callee starts afresh at top level.
+            continue;
+        };
+        let context = (innermost.name.clone(), off, callee.clone());
+        if options.inline_contexts.contains(&context) {
+            path.push((off, callee.clone()));
+            let record = top.entry(root.clone()).or_default();
+            let mut r = record;
+            for (i, (o, c)) in path.iter().enumerate() {
+                r = r.callsites.entry(*o).or_default().entry(c.clone()).or_default();
+                if i == path.len() - 1 {
+                    r.decided = true;
+                }
+            }
+            nested_in = Some(path);
+        } else {
+            let mut r = top.entry(root.clone()).or_default();
+            for (o, c) in &path {
+                r = r.callsites.entry(*o).or_default().entry(c.clone()).or_default();
+            }
+            *r.body.entry(off).or_default().targets.entry(callee.clone()).or_default() += weight;
+            top.entry(callee.clone()).or_default().head += weight;
+        }
+    }
+}
+
+fn emit_body(text: &mut String, record: &Record, depth: usize, summary: &mut Summary) {
+    let indent = " ".repeat(depth);
+    // Lines and call sites interleaved by offset, as LLVM writes them.
+    let mut offsets: Vec<u32> = record.body.keys().chain(record.callsites.keys()).copied().collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    for off in offsets {
+        if let Some(line) = record.body.get(&off) {
+            let _ = write!(text, "{indent}{off}: {}", line.samples);
+            for (target, count) in &line.targets {
+                let _ = write!(text, " {target}:{count}");
+            }
+            text.push('\n');
+        }
+        if let Some(callees) = record.callsites.get(&off) {
+            for (callee, nested) in callees {
+                if nested.total == 0 {
+                    continue;
+                }
+                summary.inlined_records += 1;
+                if nested.decided {
+                    summary.decided_contexts += 1;
+                }
+                let _ = writeln!(text, "{indent}{off}: {callee}:{}", nested.total);
+                emit_body(text, nested, depth + 1, summary);
+            }
+        }
+    }
+}
