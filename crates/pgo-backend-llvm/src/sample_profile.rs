@@ -203,6 +203,7 @@ fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, op
     // top level, unless the previous frame's call into it is one we decided to inline.
     let mut nested_in: Option<Vec<(u32, String)>> = None;
     let mut top_name: Option<String> = None;
+    let mut credited: FxHashSet<String> = FxHashSet::default();
     let last = chains.len() - 1;
     for (depth, chain) in chains.iter().enumerate() {
         // Path from the top-level record to this frame's innermost inline record.
@@ -228,7 +229,9 @@ fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, op
         if depth == last {
             // The leaf: the sample's own line, and every enclosing record's total.
             let record = top.entry(root.clone()).or_default();
-            record.total += weight;
+            if !credited.contains(root) {
+                record.total += weight;
+            }
             let mut r = record;
             for (off, callee) in &path {
                 r = r
@@ -262,7 +265,14 @@ fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, op
             }
             nested_in = Some(path);
         } else {
+            // The call's samples count toward the caller's total (once per sample, however
+            // often it recurs), so a function that mostly calls is not mistaken for a cold
+            // one: LLVM skips records whose total is zero.
+            let credit = credited.insert(root.clone());
             let mut r = top.entry(root.clone()).or_default();
+            if credit {
+                r.total += weight;
+            }
             for (o, c) in &path {
                 r = r.callsites.entry(*o).or_default().entry(c.clone()).or_default();
             }
