@@ -162,11 +162,25 @@ pub fn rust_mangling(profile: &pgo_profile::Profile) -> Option<&'static str> {
     }
 }
 
-/// The share of the profile's samples (by leaf physical function) whose function exists by
-/// name in `binary`: whether the names of the profile will match the new build.
-pub fn name_match_percent(profile: &pgo_profile::Profile, binary: &Path) -> Result<f64, String> {
+/// The share of the profile's samples in the program itself (leaf in a mapping with the same
+/// file name as `binary`) whose physical function exists by name in `binary`: whether the
+/// names of the profile match the new build. Samples in shared libraries do not count.
+///
+/// Functions we decided to inline count as matched when they are gone: the new build inlined
+/// them everywhere, as asked.
+pub fn name_match_percent(
+    profile: &pgo_profile::Profile,
+    decisions: &pgo_decide::Decisions,
+    binary: &Path,
+) -> Result<f64, String> {
     let bin = pgo_binary::Binary::open(binary).map_err(|e| format!("{}: {e}", binary.display()))?;
-    let names: FxHashSet<&str> = bin.functions().iter().map(|f| f.name.as_str()).collect();
+    let mut names: FxHashSet<&str> = bin.functions().iter().map(|f| f.name.as_str()).collect();
+    names.extend(
+        decisions
+            .inline
+            .iter()
+            .map(|d| d.callee.linkage_name.as_str()),
+    );
     let view = ProfileView::new(profile);
     let index = view
         .sample_index(Some("samples/count"))
@@ -176,6 +190,13 @@ pub fn name_match_percent(profile: &pgo_profile::Profile, binary: &Path) -> Resu
         let Some(loc) = s.location_id.first().and_then(|id| view.location(*id)) else {
             continue;
         };
+        let own = view.mapping(loc.mapping_id).is_none_or(|m| {
+            let file = view.str(m.filename);
+            file.is_empty() || Path::new(file).file_name() == binary.file_name()
+        });
+        if !own {
+            continue;
+        }
         let Some(line) = loc.line.last() else {
             continue;
         };
@@ -196,7 +217,7 @@ pub fn name_match_percent(profile: &pgo_profile::Profile, binary: &Path) -> Resu
 }
 
 fn match_note(request: &Request<'_>, binary: &Path) -> Result<Plan, String> {
-    let percent = name_match_percent(request.profile, binary)?;
+    let percent = name_match_percent(request.profile, request.decisions, binary)?;
     let mut plan = Plan::default();
     plan.notes.push(format!(
         "{percent:.1}% of the profile's samples are in functions that exist by name in {}",
@@ -229,7 +250,11 @@ impl Backend for Rustc {
             return Err(format!(
                 "the rustc backend builds Rust; this is {:?} (use --backend {})",
                 request.target.language,
-                if request.target.language == Language::Go { "go" } else { "clang" }
+                if request.target.language == Language::Go {
+                    "go"
+                } else {
+                    "clang"
+                }
             ));
         }
         let files = write_files(request, self.parts)?;
@@ -300,7 +325,11 @@ impl Backend for Clang {
             return Err(format!(
                 "the clang backend builds C and C++; this is {:?} (use --backend {})",
                 request.target.language,
-                if request.target.language == Language::Go { "go" } else { "rustc" }
+                if request.target.language == Language::Go {
+                    "go"
+                } else {
+                    "rustc"
+                }
             ));
         }
         let files = write_files(request, self.parts)?;

@@ -19,8 +19,8 @@
 //! Counts are samples (time), not executions: a caller of a callee gets the callee's samples
 //! under that call as the call target's count, the same measure for every target of a site.
 
-use pgo_profile::proto::{Function, Location, Profile};
 use pgo_profile::ProfileView;
+use pgo_profile::proto::{Function, Location, Profile};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -258,7 +258,12 @@ fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, op
             let record = top.entry(root.clone()).or_default();
             let mut r = record;
             for (i, (o, c)) in path.iter().enumerate() {
-                r = r.callsites.entry(*o).or_default().entry(c.clone()).or_default();
+                r = r
+                    .callsites
+                    .entry(*o)
+                    .or_default()
+                    .entry(c.clone())
+                    .or_default();
                 if i == path.len() - 1 {
                     r.decided = true;
                 }
@@ -274,9 +279,19 @@ fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, op
                 r.total += weight;
             }
             for (o, c) in &path {
-                r = r.callsites.entry(*o).or_default().entry(c.clone()).or_default();
+                r = r
+                    .callsites
+                    .entry(*o)
+                    .or_default()
+                    .entry(c.clone())
+                    .or_default();
             }
-            *r.body.entry(off).or_default().targets.entry(callee.clone()).or_default() += weight;
+            *r.body
+                .entry(off)
+                .or_default()
+                .targets
+                .entry(callee.clone())
+                .or_default() += weight;
             top.entry(callee.clone()).or_default().head += weight;
         }
     }
@@ -285,7 +300,12 @@ fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, op
 fn emit_body(text: &mut String, record: &Record, depth: usize, summary: &mut Summary) {
     let indent = " ".repeat(depth);
     // Lines and call sites interleaved by offset, as LLVM writes them.
-    let mut offsets: Vec<u32> = record.body.keys().chain(record.callsites.keys()).copied().collect();
+    let mut offsets: Vec<u32> = record
+        .body
+        .keys()
+        .chain(record.callsites.keys())
+        .copied()
+        .collect();
     offsets.sort_unstable();
     offsets.dedup();
     for off in offsets {

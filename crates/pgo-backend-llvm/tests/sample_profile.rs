@@ -34,9 +34,12 @@ fn profile() -> Profile {
     let in_work = b.location(None, 0x2010, &[line(work, 23)]);
     let in_cold = b.location(None, 0x3000, &[line(cold, 41)]);
     let in_kernel = b.location(None, 0xffff_ffff_8100_0000, &[line(kernel, 2)]);
-    b.add_sample(&[in_step, main_calls_work], &[6, 6], &[]).unwrap();
-    b.add_sample(&[in_work, main_calls_work], &[2, 2], &[]).unwrap();
-    b.add_sample(&[in_cold, main_calls_cold], &[1, 1], &[]).unwrap();
+    b.add_sample(&[in_step, main_calls_work], &[6, 6], &[])
+        .unwrap();
+    b.add_sample(&[in_work, main_calls_work], &[2, 2], &[])
+        .unwrap();
+    b.add_sample(&[in_cold, main_calls_cold], &[1, 1], &[])
+        .unwrap();
     b.add_sample(&[in_kernel, in_cold, main_calls_cold], &[1, 1], &[])
         .unwrap();
     b.build()
@@ -100,7 +103,13 @@ fn llvm_profdata_reads_what_we_write() {
         stdout.contains("Function: main: 10, 0, 1 sampled lines"),
         "{stdout}"
     );
-    assert!(stdout.contains("Function: cold: 2, 2, 1 sampled lines"), "{stdout}");
+    assert!(
+        stdout.contains("Function: cold: 2, 2, 1 sampled lines"),
+        "{stdout}"
+    );
     // The nested record for the decided call site.
-    assert!(stdout.contains("2: inlined callee: work: 8, 0, 1 sampled lines"), "{stdout}");
+    assert!(
+        stdout.contains("2: inlined callee: work: 8, 0, 1 sampled lines"),
+        "{stdout}"
+    );
 }
