@@ -192,36 +192,44 @@ fn demo() -> Result<(), String> {
         .arg("-o")
         .arg(out.join("go-cpu-diff.svg")))?;
 
-    eprintln!("\n== Recording a Rust program built without frame pointers (fixtures/collect-rust)");
-    let program = collect_fixture(false)?;
-    let profile = out.join("collect-rust.pb.gz");
+    // The whole loop on a Rust interpreter (dyn dispatch, a parser, recursion): a plain
+    // release build, a profile of its training run, the decisions, a rebuild through
+    // `pgo apply`, and both builds timed on a different (measurement) input.
+    let manifest = root.join("fixtures/suite/interp/Cargo.toml");
+    let plain_dir = out.join("interp-plain");
+    let pgo_dir = out.join("interp-pgo");
+    eprintln!("\n== Building fixtures/suite/interp plainly (cargo build --release)");
+    run(Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &plain_dir)
+        .env_remove("RUSTFLAGS"))?;
+    let plain = plain_dir.join("release/suite-interp");
+
+    eprintln!("\n== Recording its training run: pgo collect -- suite-interp train");
+    let profile = out.join("interp.pb.gz");
     run(Command::new(&pgo)
         .arg("collect")
         .arg("-o")
         .arg(&profile)
         .arg("--")
-        .arg(&program)
-        .arg("400"))?;
+        .arg(&plain)
+        .arg("train"))?;
     run(Command::new(&pgo)
-        .arg("top")
-        .arg("--cum")
-        .arg("-n")
-        .arg("8")
+        .args(["top", "--cum", "-n", "10"])
         .arg(&profile))?;
 
     eprintln!("\n== What to optimize: pgo analyze with the binary, the decisions explained");
-    let decisions = out.join("collect-rust.decisions.json");
+    let decisions = out.join("interp.decisions.json");
     run(Command::new(&pgo)
         .arg("analyze")
         .arg(&profile)
         .arg("--binary")
-        .arg(&program)
+        .arg(&plain)
         .arg("-o")
         .arg(&decisions))?;
     run(Command::new(&pgo)
-        .arg("explain")
-        .arg("-n")
-        .arg("5")
+        .args(["explain", "-n", "5"])
         .arg(&decisions))?;
     run(Command::new(&pgo)
         .arg("flamegraph")
@@ -229,12 +237,75 @@ fn demo() -> Result<(), String> {
         .arg("--decisions")
         .arg(&decisions)
         .arg("-o")
-        .arg(out.join("collect-rust.svg")))?;
+        .arg(out.join("interp.svg")))?;
+
+    eprintln!("\n== Rebuilding through pgo apply (rustc backend)");
+    run(Command::new(&pgo)
+        .current_dir(root.join("fixtures/suite/interp"))
+        .arg("apply")
+        .arg("--profile")
+        .arg(&profile)
+        .arg("--decisions")
+        .arg(&decisions)
+        .arg("--out-dir")
+        .arg(out.join("interp-pgo-files"))
+        .arg("--output-binary")
+        .arg(pgo_dir.join("release/suite-interp"))
+        .args(["--", "cargo", "build", "--release", "--quiet"])
+        .env("CARGO_TARGET_DIR", &pgo_dir)
+        .env_remove("RUSTFLAGS"))?;
+    let optimized = pgo_dir.join("release/suite-interp");
+
+    eprintln!("\n== Timing both builds on the measurement input (5 interleaved runs each)");
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        before.push(program_seconds(&plain)?);
+        after.push(program_seconds(&optimized)?);
+    }
+    let (b, a) = (median(before), median(after));
     eprintln!(
-        "\nOpen {}, go-cpu-diff.svg and collect-rust.svg (decided calls marked) in a browser.",
+        "\nOpen {}, go-cpu-diff.svg and interp.svg (decided calls marked) in a browser.",
         out.join("go-cpu.svg").display()
     );
+    println!(
+        "speedup: plain release {b:.3} s -> pgo apply {a:.3} s on `suite-interp measure`: {:.3}x ({:+.1}% time)",
+        b / a,
+        100.0 * (a - b) / b
+    );
     Ok(())
+}
+
+/// Runs `BIN measure` and returns the seconds it reports (`NAME: CHECKSUM in S s`).
+fn program_seconds(binary: &Path) -> Result<f64, String> {
+    let out = Command::new(binary)
+        .arg("measure")
+        .output()
+        .map_err(|e| format!("{}: {e}", binary.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} measure failed: {}",
+            binary.display(),
+            out.status
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .rev()
+        .find_map(|l| {
+            let (_, rest) = l.rsplit_once(" in ")?;
+            rest.strip_suffix(" s")?.trim().parse().ok()
+        })
+        .ok_or_else(|| {
+            format!(
+                "{}: no `in S s` line in its output: {text}",
+                binary.display()
+            )
+        })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// PATH with Go's directory first, installing Go if needed.

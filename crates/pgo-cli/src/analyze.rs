@@ -51,35 +51,7 @@ pub fn analyze(a: AnalyzeArgs) -> Result<(), Error> {
     };
     let view = ProfileView::new(&profile);
     let index = sample_index(&view, &a.input, &a.profiles)?;
-    let graph = CallGraph::build(&profile, index);
-    let binary = match &a.binary {
-        Some(path) => {
-            let mappings: Vec<(String, String)> = profile
-                .mapping
-                .iter()
-                .map(|m| {
-                    (
-                        view.str(m.filename).to_string(),
-                        view.str(m.build_id).to_string(),
-                    )
-                })
-                .collect();
-            Some(
-                pgo_decide::elf::ElfFacts::open(path, &mappings, a.force)
-                    .map_err(|e| Error::new(path, e))?,
-            )
-        }
-        None => None,
-    };
-    let settings = Settings {
-        hot_cdf_percent: a.cdf,
-        ..Settings::default()
-    };
-    let decisions = pgo_decide::decide(
-        &graph,
-        binary.as_ref().map(|b| b as &dyn pgo_decide::BinaryFacts),
-        &settings,
-    );
+    let decisions = make_decisions(&profile, index, a.binary.as_deref(), a.force, a.cdf)?;
     write_output(&a.output, decisions.to_json().as_bytes())?;
     let summary = json!({
         "output": a.output.display().to_string(),
@@ -104,6 +76,46 @@ pub fn analyze(a: AnalyzeArgs) -> Result<(), Error> {
             decisions.layout.blocks.len()
         ))
     }
+}
+
+/// Decisions from a (merged, filtered) profile, with the binary's facts when `binary` is given.
+pub fn make_decisions(
+    profile: &pgo_profile::Profile,
+    index: usize,
+    binary: Option<&std::path::Path>,
+    force: bool,
+    cdf: f64,
+) -> Result<Decisions, Error> {
+    let view = ProfileView::new(profile);
+    let graph = CallGraph::build(profile, index);
+    let binary = match binary {
+        Some(path) => {
+            let mappings: Vec<(String, String)> = profile
+                .mapping
+                .iter()
+                .map(|m| {
+                    (
+                        view.str(m.filename).to_string(),
+                        view.str(m.build_id).to_string(),
+                    )
+                })
+                .collect();
+            Some(
+                pgo_decide::elf::ElfFacts::open(path, &mappings, force)
+                    .map_err(|e| Error::new(path, e))?,
+            )
+        }
+        None => None,
+    };
+    let settings = Settings {
+        hot_cdf_percent: cdf,
+        ..Settings::default()
+    };
+    Ok(pgo_decide::decide(
+        &graph,
+        binary.as_ref().map(|b| b as &dyn pgo_decide::BinaryFacts),
+        &settings,
+    ))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

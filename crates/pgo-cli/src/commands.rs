@@ -52,6 +52,10 @@ enum Command {
         after_help = "Examples:\n  pgo explain decisions.json\n  pgo explain decisions.json --kind devirtualize --json"
     )]
     Explain(crate::analyze::ExplainArgs),
+    /// Build with profile-guided optimization: check the profile, analyze it, have a backend
+    /// write what the toolchain consumes, and run the build with it.
+    #[command(after_help = crate::apply::EXAMPLES)]
+    Apply(crate::apply::ApplyArgs),
     /// Convert folded stacks or `perf script` output to pprof (or a profile to folded stacks).
     #[command(
         after_help = "Examples:\n  perf script > out.perf && pgo convert out.perf -o perf.pb.gz\n  pgo convert stacks.folded --from folded -o stacks.pb.gz\n  pgo convert cpu.pb.gz --to folded -o cpu.folded"
@@ -220,6 +224,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Command::Collect(a) => crate::collect::collect(a),
         Command::Analyze(a) => crate::analyze::analyze(a).map(|()| 0),
         Command::Explain(a) => crate::analyze::explain(a).map(|()| 0),
+        Command::Apply(a) => crate::apply::apply(a),
     }
 }
 

@@ -4,6 +4,7 @@
 //! No profile logic lives here, so everything the CLI does can be done from a library too.
 
 mod analyze;
+mod apply;
 mod collect;
 mod commands;
 

@@ -1,0 +1,430 @@
+//! The Go backend of `pgo apply`: writes the call edges pgo decided on (inline decisions, and
+//! each promoted target of a devirtualize decision) as a pprof CPU profile that
+//! `go build -pgo=FILE` consumes, and has the build read it through `GOFLAGS=-pgo=FILE`.
+//!
+//! Go's compiler builds its PGO call graph from the two leaf-most frames of each sample only
+//! (`cmd/internal/pgo`): the leaf is the callee, the frame under it the caller at the call line,
+//! and an edge is named by (caller, callee, call line − caller's `Function.start_line`). So
+//! every decided edge becomes one sample with a two-location stack, [callee, caller at the call
+//! line], whose value is the decision's weight. Go then applies its own hot-callsite CDF (99% by
+//! default) over these edges, and devirtualizes the hottest edge of each indirect call site.
+//!
+//! It is not a way to hand Go the whole input profile (`go build -pgo=input.pb.gz` does that),
+//! it decides nothing (pgo-decide does), and it does not run the build or merge `GOFLAGS` into
+//! the user's environment (pgo-apply does).
+
+use pgo_backend::{Artifact, Backend, EnvEdit, Language, Plan, Request};
+use pgo_decide::{Decisions, FunctionRef};
+use pgo_profile::{FunctionInfo, LineInfo, ProfileBuilder};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The file the backend writes into its out dir.
+pub const PROFILE_FILE: &str = "profile.pprof";
+
+/// Go's default `-d=pgoinlinecdfthreshold`: hot call sites are the heaviest edges covering this
+/// percentage of the profile's edge weight.
+pub const GO_DEFAULT_CDF_PERCENT: f64 = 99.0;
+
+/// The Go backend (`--backend go`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Go;
+
+/// A call edge as Go's compiler names it (`pgo.NamedCallEdge`): symbol names of both ends and
+/// the call's line offset from the caller's start line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Edge {
+    pub caller: String,
+    pub callee: String,
+    pub line_offset: i64,
+}
+
+/// Where a written edge came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Inline,
+    Devirtualize,
+    /// Decided both ways (an inlined call that is also a promoted indirect target).
+    Both,
+}
+
+/// One edge written to the profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenEdge {
+    pub edge: Edge,
+    pub weight: i64,
+    pub source: Source,
+}
+
+/// What [`write_go_profile`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub path: PathBuf,
+    /// The edges written, in Go's order: heaviest first, then by caller, callee and offset.
+    pub edges: Vec<WrittenEdge>,
+    /// The sum of the edge weights (Go's total weight for this profile).
+    pub total_weight: i64,
+    /// Inline decisions and promoted devirtualization targets that were turned into edges.
+    pub inline_decisions: usize,
+    pub devirtualize_targets: usize,
+    /// Decisions left out, one sentence each (not Go functions, no start line, ...).
+    pub skipped: Vec<String>,
+    /// Devirtualize decisions that promote more than one target (Go promotes only the hottest).
+    pub multi_target_sites: usize,
+}
+
+impl Summary {
+    /// The edges Go's compiler makes hot call sites at `cdf_percent` (its
+    /// `hotNodesFromCDF`): the heaviest ones, in order, up to and including the one whose
+    /// cumulative weight passes the percentage.
+    pub fn go_hot_edges(&self, cdf_percent: f64) -> &[WrittenEdge] {
+        if self.total_weight <= 0 {
+            return &[];
+        }
+        let mut cum = 0i64;
+        for (i, e) in self.edges.iter().enumerate() {
+            cum = cum.saturating_add(e.weight);
+            if cum as f64 / self.total_weight as f64 * 100.0 > cdf_percent {
+                return &self.edges[..=i];
+            }
+        }
+        &self.edges
+    }
+}
+
+/// Whether `f` is a Go function: Go source, Go assembly, or (without a file) a Go symbol name
+/// such as `main.hashBlock` or `example.com/pkg.(*T).Method`.
+pub fn is_go_function(f: &FunctionRef) -> bool {
+    let name = go_name(f);
+    let go_shaped = || {
+        let base = name.rsplit('/').next().unwrap_or(name);
+        !name.is_empty()
+            && base.contains('.')
+            && !base.starts_with('.')
+            && !name.contains("::")
+            && !name.starts_with("_Z")
+            && !name.chars().any(char::is_whitespace)
+    };
+    if f.file.ends_with(".go") {
+        return !name.is_empty();
+    }
+    (f.file.is_empty() || f.file.ends_with(".s")) && go_shaped()
+}
+
+/// The symbol name Go's compiler matches (`ir.LinkFuncName`), which is what Go's runtime/pprof
+/// writes as the function name.
+fn go_name(f: &FunctionRef) -> &str {
+    if f.name.is_empty() {
+        &f.linkage_name
+    } else {
+        &f.name
+    }
+}
+
+fn describe(caller: &FunctionRef, line_offset: i64, callee: &FunctionRef) -> String {
+    format!(
+        "{} +{} -> {}",
+        go_name(caller),
+        line_offset,
+        go_name(callee)
+    )
+}
+
+/// Why an edge cannot be written for Go, if it cannot.
+fn unusable(caller: &FunctionRef, callee: &FunctionRef) -> Option<&'static str> {
+    if !is_go_function(caller) || !is_go_function(callee) {
+        Some("not a call between Go functions")
+    } else if caller.start_line <= 0 {
+        Some("the caller has no start line, so Go cannot place the call site")
+    } else {
+        None
+    }
+}
+
+/// Writes the decided call edges of `decisions` to `path` as a gzipped pprof CPU profile for
+/// `go build -pgo=PATH`. Fails when no decision is a call between Go functions.
+pub fn write_go_profile(decisions: &Decisions, path: &Path) -> Result<Summary, String> {
+    // (caller, callee, line offset, column, weight, source) of every decided edge.
+    let mut decided: Vec<(&FunctionRef, &FunctionRef, i64, i64, i64, Source)> = Vec::new();
+    let mut skipped = Vec::new();
+    for d in &decisions.inline {
+        decided.push((
+            &d.caller,
+            &d.callee,
+            d.site.line_offset,
+            d.site.column,
+            d.weight,
+            Source::Inline,
+        ));
+    }
+    let mut multi_target_sites = 0;
+    for d in &decisions.devirtualize {
+        if d.promote.len() > 1 {
+            multi_target_sites += 1;
+        }
+        for p in &d.promote {
+            match d.targets.iter().find(|t| &t.callee == p) {
+                Some(t) => decided.push((
+                    &d.caller,
+                    p,
+                    d.site.line_offset,
+                    d.site.column,
+                    t.weight,
+                    Source::Devirtualize,
+                )),
+                None => skipped.push(format!(
+                    "{}: the promoted target is not among the site's listed targets, so its \
+                     weight is unknown",
+                    describe(&d.caller, d.site.line_offset, p)
+                )),
+            }
+        }
+    }
+
+    // An edge observed at one site (caller, callee, line, column) has one weight whichever
+    // decisions name it; distinct columns of one line are distinct calls, which Go (by line)
+    // sees as one edge of their summed weight.
+    struct Site<'a> {
+        caller: &'a FunctionRef,
+        callee: &'a FunctionRef,
+        weight: i64,
+        source: Source,
+    }
+    let mut sites: BTreeMap<(Edge, i64), Site<'_>> = BTreeMap::new();
+    let (mut inline_decisions, mut devirtualize_targets) = (0, 0);
+    for (caller, callee, line_offset, column, weight, source) in decided {
+        if let Some(why) = unusable(caller, callee) {
+            skipped.push(format!("{}: {why}", describe(caller, line_offset, callee)));
+            continue;
+        }
+        if weight <= 0 {
+            skipped.push(format!(
+                "{}: weight {weight}, nothing to tell Go",
+                describe(caller, line_offset, callee)
+            ));
+            continue;
+        }
+        match source {
+            Source::Devirtualize => devirtualize_targets += 1,
+            _ => inline_decisions += 1,
+        }
+        let edge = Edge {
+            caller: go_name(caller).to_string(),
+            callee: go_name(callee).to_string(),
+            line_offset,
+        };
+        sites
+            .entry((edge, column))
+            .and_modify(|s| {
+                s.weight = s.weight.max(weight);
+                if s.source != source {
+                    s.source = Source::Both;
+                }
+            })
+            .or_insert(Site {
+                caller,
+                callee,
+                weight,
+                source,
+            });
+    }
+    if sites.is_empty() {
+        let decided = decisions.inline.len()
+            + decisions
+                .devirtualize
+                .iter()
+                .map(|d| d.promote.len())
+                .sum::<usize>();
+        let why = if decided == 0 {
+            "the decisions have no inline or devirtualize decision, so there is no call edge to \
+             tell Go"
+                .to_string()
+        } else {
+            format!(
+                "none of the {decided} decided call edges is a call between Go functions with a \
+                 start line (first: {}); was the profile taken from a Go program (Go 1.20+)?",
+                skipped.first().map(String::as_str).unwrap_or("-")
+            )
+        };
+        return Err(format!("{}: not written: {why}", path.display()));
+    }
+
+    let mut b = ProfileBuilder::new(&[("samples", "count"), ("cpu", "nanoseconds")]);
+    b.set_period("cpu", "nanoseconds", 1);
+    b.set_default_sample_type("cpu");
+    b.add_comment(&format!(
+        "pgo: the decided call edges for go build -pgo, one sample per edge [callee, caller at \
+         the call line]; both values are the decision weight in {}",
+        decisions.profile.sample_type
+    ));
+    let mut by_edge: BTreeMap<Edge, (i64, Source)> = BTreeMap::new();
+    for ((edge, _column), site) in &sites {
+        let function = |b: &mut ProfileBuilder, f: &FunctionRef| {
+            let name = go_name(f);
+            b.function(FunctionInfo {
+                name,
+                system_name: name,
+                filename: &f.file,
+                start_line: f.start_line.max(0),
+            })
+        };
+        let caller = function(&mut b, site.caller);
+        let callee = function(&mut b, site.callee);
+        let call_line = site.caller.start_line.saturating_add(edge.line_offset);
+        // Any line of the callee will do; it must not make the callee's frame the caller's
+        // own (a recursive call on the function's first line), which Go would not count.
+        let mut callee_line = site.callee.start_line.max(0);
+        if caller == callee && callee_line == call_line {
+            callee_line = callee_line.saturating_add(1);
+        }
+        let leaf = b.location(
+            None,
+            0,
+            &[LineInfo {
+                function: callee,
+                line: callee_line,
+                column: 0,
+            }],
+        );
+        let site_loc = b.location(
+            None,
+            0,
+            &[LineInfo {
+                function: caller,
+                line: call_line,
+                column: 0,
+            }],
+        );
+        b.add_sample(&[leaf, site_loc], &[site.weight, site.weight], &[])
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let entry = by_edge.entry(edge.clone()).or_insert((0, site.source));
+        entry.0 = entry.0.saturating_add(site.weight);
+        if entry.1 != site.source {
+            entry.1 = Source::Both;
+        }
+    }
+    let profile = b.build();
+    pgo_profile::write_profile(path, &profile).map_err(|e| e.to_string())?;
+
+    let mut edges: Vec<WrittenEdge> = by_edge
+        .into_iter()
+        .map(|(edge, (weight, source))| WrittenEdge {
+            edge,
+            weight,
+            source,
+        })
+        .collect();
+    edges.sort_by(|a, b| b.weight.cmp(&a.weight).then_with(|| a.edge.cmp(&b.edge)));
+    let total_weight = edges.iter().fold(0i64, |t, e| t.saturating_add(e.weight));
+    Ok(Summary {
+        path: path.to_path_buf(),
+        edges,
+        total_weight,
+        inline_decisions,
+        devirtualize_targets,
+        skipped,
+        multi_target_sites,
+    })
+}
+
+/// `-pgo=PATH` as one word of `GOFLAGS`, which cmd/go splits at spaces and where a word may be
+/// wrapped whole in '' or "" (no escapes).
+fn goflags_word(path: &Path) -> Result<String, String> {
+    let word = format!("-pgo={}", path.display());
+    if !word.chars().any(|c| matches!(c, ' ' | '\t' | '\n' | '\r')) {
+        return Ok(word);
+    }
+    for quote in ['\'', '"'] {
+        if !word.contains(quote) {
+            return Ok(format!("{quote}{word}{quote}"));
+        }
+    }
+    Err(format!(
+        "{}: this path has both spaces and both quote characters, which GOFLAGS cannot carry; \
+         use --out-dir with a plainer path",
+        path.display()
+    ))
+}
+
+impl Backend for Go {
+    fn name(&self) -> &str {
+        "go"
+    }
+
+    fn plan(&self, request: &Request<'_>) -> Result<Plan, String> {
+        if request.target.language != Language::Go {
+            return Err(format!(
+                "the go backend builds Go programs (go build -pgo); this build is {:?} (use \
+                 --backend rustc or clang)",
+                request.target.language
+            ));
+        }
+        let path = std::path::absolute(request.out_dir.join(PROFILE_FILE))
+            .map_err(|e| format!("{}: {e}", request.out_dir.display()))?;
+        let summary = write_go_profile(request.decisions, &path)?;
+        let flag = goflags_word(&path)?;
+        let hot = summary.go_hot_edges(GO_DEFAULT_CDF_PERCENT).len();
+
+        let mut notes = vec![format!(
+            "the profile holds only the {} decided call edges, and Go applies its own \
+             hot-callsite CDF ({GO_DEFAULT_CDF_PERCENT}% by default) on top: its hot call sites \
+             will be the heaviest {hot} of them; -gcflags=all=-d=pgoinlinecdfthreshold=100 makes \
+             all of them hot",
+            summary.edges.len()
+        )];
+        if summary.devirtualize_targets > 0 {
+            let several = match summary.multi_target_sites {
+                0 => String::new(),
+                n => format!(" ({n} decided sites promote several targets: Go takes the first)"),
+            };
+            notes.push(format!(
+                "Go devirtualizes an indirect call site to its hottest edge only{several}"
+            ));
+        }
+        if !summary.skipped.is_empty() {
+            notes.push(format!(
+                "{} decided call edges are not in the Go profile (first: {})",
+                summary.skipped.len(),
+                summary.skipped[0]
+            ));
+        }
+        if request
+            .target
+            .build_command
+            .iter()
+            .any(|a| a == "-pgo" || a.starts_with("-pgo=") || a.starts_with("--pgo"))
+        {
+            notes.push(
+                "the build command has its own -pgo flag, which takes precedence over GOFLAGS: \
+                 remove it to build with pgo's profile"
+                    .to_string(),
+            );
+        }
+        if request.target.workdir.join("default.pgo").is_file() {
+            notes.push(format!(
+                "{} is not used: GOFLAGS' -pgo takes its place for this build",
+                request.target.workdir.join("default.pgo").display()
+            ));
+        }
+        Ok(Plan {
+            artifacts: vec![Artifact {
+                path: summary.path.clone(),
+                kind: "Go PGO profile (pprof, for go build -pgo)".to_string(),
+                summary: format!(
+                    "{} call edges ({} inline decisions, {} devirtualization targets), {} hot \
+                     at Go's default {GO_DEFAULT_CDF_PERCENT}% CDF",
+                    summary.edges.len(),
+                    summary.inline_decisions,
+                    summary.devirtualize_targets,
+                    hot
+                ),
+            }],
+            env: vec![EnvEdit::AppendFlags {
+                name: "GOFLAGS".to_string(),
+                flags: vec![flag],
+            }],
+            post_build: Vec::new(),
+            notes,
+        })
+    }
+}

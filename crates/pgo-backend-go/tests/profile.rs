@@ -1,0 +1,263 @@
+//! What the Go backend writes, read back with pgo's own profile reader (no Go toolchain needed).
+
+use pgo_backend::{Backend, EnvEdit, Language, Request, Target};
+use pgo_backend_go::{Go, Source, write_go_profile};
+use pgo_decide::Decisions;
+use pgo_profile::{Profile, ProfileView};
+use std::path::Path;
+
+fn func(name: &str, file: &str, start: i64) -> String {
+    format!(
+        r#"{{"name": "{name}", "linkage_name": "{name}", "binary": "/bin/app", "file": "{file}",
+            "start_line": {start}}}"#
+    )
+}
+
+fn inline(caller: &str, offset: i64, callee: &str, weight: i64) -> String {
+    format!(
+        r#"{{"caller": {caller}, "site": {{"line_offset": {offset}, "column": 0}},
+            "callee": {callee}, "weight": {weight}, "share_percent": 1.0, "callee_bytes": null,
+            "already_inlined": false, "reason": "hot"}}"#
+    )
+}
+
+fn decisions(inline: &[String], devirtualize: &[String]) -> Decisions {
+    let text = format!(
+        r#"{{"schema": "pgo-decisions", "version": 1,
+        "profile": {{"sample_type": "cpu/nanoseconds", "total_weight": 1000, "functions": 5,
+                     "call_edges": 5, "has_addresses": true, "has_lines": true}},
+        "settings": {{"hot_cdf_percent": 99.0, "inline_max_callee_bytes": 512,
+                      "inline_max_callee_bytes_very_hot": 2048,
+                      "inline_very_hot_share_percent": 5.0, "devirtualize_max_targets": 3,
+                      "devirtualize_min_remaining_percent": 30.0,
+                      "devirtualize_min_total_percent": 5.0}},
+        "coverage": {{"hot_set_percent": 90.0, "binary_matched_percent": null}},
+        "limitations": [],
+        "inline": [{}],
+        "devirtualize": [{}],
+        "layout": {{"function_order": [], "cold_functions": [], "reason": "", "blocks": []}}}}"#,
+        inline.join(","),
+        devirtualize.join(",")
+    );
+    pgo_decide::schema::parse(&text).expect("test decisions parse")
+}
+
+fn go_main() -> (String, String, String) {
+    (
+        func("main.run", "/src/main.go", 10),
+        func("main.work", "/src/main.go", 30),
+        func("example.com/lib.(*T).Do", "/src/lib/t.go", 5),
+    )
+}
+
+/// (callee, caller, caller's call line, value) per sample, by function name.
+fn samples(p: &Profile) -> Vec<(String, String, i64, Vec<i64>)> {
+    let v = ProfileView::new(p);
+    let name = |loc: u64| {
+        let l = v.location(loc).unwrap();
+        assert_eq!(l.line.len(), 1, "one frame per location");
+        let f = v.function(l.line[0].function_id).unwrap();
+        assert!(f.start_line > 0, "Go needs Function.start_line");
+        (v.str(f.name).to_string(), l.line[0].line)
+    };
+    let mut out: Vec<_> = p
+        .sample
+        .iter()
+        .map(|s| {
+            assert_eq!(s.location_id.len(), 2, "[callee, caller] stacks");
+            let (callee, _) = name(s.location_id[0]);
+            let (caller, line) = name(s.location_id[1]);
+            (callee, caller, line, s.value.clone())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn one_two_frame_sample_per_decided_edge() {
+    let (run, work, lib) = go_main();
+    let devirt = format!(
+        r#"{{"caller": {work}, "site": {{"line_offset": 7, "column": 3}}, "weight": 100,
+            "share_percent": 10.0, "evidence": "several-targets",
+            "targets": [{{"callee": {lib}, "weight": 70, "site_percent": 70.0}},
+                        {{"callee": {run}, "weight": 30, "site_percent": 30.0}}],
+            "other_targets": 0, "other_targets_site_percent": 0.0,
+            "promote": [{lib}], "reason": "r"}}"#
+    );
+    let d = decisions(&[inline(&run, 4, &work, 500)], &[devirt]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.pprof");
+    let s = write_go_profile(&d, &path).unwrap();
+    assert_eq!(s.edges.len(), 2);
+    assert_eq!((s.inline_decisions, s.devirtualize_targets), (1, 1));
+    assert_eq!(s.total_weight, 570);
+    assert_eq!(s.edges[0].edge.caller, "main.run");
+    assert_eq!(s.edges[0].edge.line_offset, 4);
+    assert_eq!(s.edges[1].source, Source::Devirtualize);
+
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(pgo_profile::is_gzip(&bytes), "gzipped like runtime/pprof's");
+    let p = pgo_profile::load(&path, None).unwrap();
+    let v = ProfileView::new(&p);
+    let types: Vec<_> = p
+        .sample_type
+        .iter()
+        .map(|t| format!("{}/{}", v.str(t.r#type), v.str(t.unit)))
+        .collect();
+    assert_eq!(types, ["samples/count", "cpu/nanoseconds"]);
+    assert_eq!(
+        samples(&p),
+        vec![
+            (
+                "example.com/lib.(*T).Do".into(),
+                "main.work".into(),
+                37,
+                vec![70, 70]
+            ),
+            ("main.work".into(), "main.run".into(), 14, vec![500, 500]),
+        ]
+    );
+}
+
+#[test]
+fn go_cdf_is_predicted_as_the_compiler_computes_it() {
+    let (run, work, lib) = go_main();
+    // 900 + 95 + 5: the edge whose cumulative share passes the percentage is hot, the rest
+    // are not; reaching it exactly is not passing it (Go compares with >).
+    let d = decisions(
+        &[
+            inline(&run, 1, &work, 900),
+            inline(&run, 2, &lib, 95),
+            inline(&work, 3, &lib, 5),
+        ],
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let s = write_go_profile(&d, &dir.path().join("p.pprof")).unwrap();
+    assert_eq!(s.go_hot_edges(99.0).len(), 2);
+    assert_eq!(s.go_hot_edges(89.0).len(), 1);
+    assert_eq!(s.go_hot_edges(90.0).len(), 2);
+    assert_eq!(s.go_hot_edges(100.0).len(), 3);
+}
+
+#[test]
+fn same_edge_from_two_decisions_counts_once_and_recursion_keeps_two_frames() {
+    let (run, work, lib) = go_main();
+    let devirt = format!(
+        r#"{{"caller": {run}, "site": {{"line_offset": 4, "column": 0}}, "weight": 500,
+            "share_percent": 50.0, "evidence": "binary",
+            "targets": [{{"callee": {work}, "weight": 500, "site_percent": 100.0}}],
+            "other_targets": 0, "other_targets_site_percent": 0.0,
+            "promote": [{work}], "reason": "r"}}"#
+    );
+    let d = decisions(
+        &[inline(&run, 4, &work, 500), inline(&lib, 0, &lib, 40)],
+        &[devirt],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.pprof");
+    let s = write_go_profile(&d, &path).unwrap();
+    assert_eq!(s.edges.len(), 2);
+    assert_eq!(s.edges[0].weight, 500, "not 1000");
+    assert_eq!(s.edges[0].source, Source::Both);
+    let p = pgo_profile::load(&path, None).unwrap();
+    let v = ProfileView::new(&p);
+    // The recursive call on the function's first line: two distinct frames.
+    let rec = p
+        .sample
+        .iter()
+        .find(|s| s.value[0] == 40)
+        .expect("recursive edge");
+    let lines: Vec<i64> = rec
+        .location_id
+        .iter()
+        .map(|l| v.location(*l).unwrap().line[0].line)
+        .collect();
+    assert_eq!(lines, [6, 5]);
+}
+
+#[test]
+fn decisions_without_go_functions_are_an_error_naming_the_file() {
+    let c = func("parse_expr", "/src/parse.c", 10);
+    let r = func("_ZN3app4mainE", "/src/main.rs", 3);
+    let d = decisions(&[inline(&c, 2, &r, 100)], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.pprof");
+    let e = write_go_profile(&d, &path).unwrap_err();
+    assert!(e.starts_with(&path.display().to_string()), "{e}");
+    assert!(e.contains("between Go functions"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+    assert!(!path.exists());
+
+    let e = write_go_profile(&decisions(&[], &[]), &path).unwrap_err();
+    assert!(e.contains("no inline or devirtualize decision"), "{e}");
+}
+
+#[test]
+fn non_go_edges_and_edges_without_start_line_are_skipped_with_a_reason() {
+    let (run, work, _) = go_main();
+    let c = func("memcpy_fast", "/src/memcpy.c", 1);
+    let nostart = func("main.orphan", "/src/main.go", 0);
+    let d = decisions(
+        &[
+            inline(&run, 4, &work, 500),
+            inline(&run, 5, &c, 50),
+            inline(&nostart, 2, &work, 20),
+        ],
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let s = write_go_profile(&d, &dir.path().join("p.pprof")).unwrap();
+    assert_eq!(s.edges.len(), 1);
+    assert_eq!(s.skipped.len(), 2, "{:?}", s.skipped);
+    assert!(s.skipped[0].contains("memcpy_fast"));
+    assert!(s.skipped[1].contains("start line"));
+}
+
+fn plan(language: Language, out_dir: &Path, d: &Decisions) -> Result<pgo_backend::Plan, String> {
+    let profile = Profile::default();
+    let target = Target {
+        language,
+        build_command: vec!["go".into(), "build".into(), "-pgo=old.pprof".into()],
+        workdir: out_dir.to_path_buf(),
+        output_binary: None,
+    };
+    Go.plan(&Request {
+        decisions: d,
+        profile: &profile,
+        profile_paths: &[],
+        decisions_path: None,
+        target: &target,
+        out_dir,
+    })
+}
+
+#[test]
+fn plan_appends_pgo_to_goflags_and_refuses_other_languages() {
+    let (run, work, _) = go_main();
+    let d = decisions(&[inline(&run, 4, &work, 500)], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = plan(Language::Go, dir.path(), &d).unwrap();
+    let file = dir.path().join("profile.pprof");
+    assert_eq!(p.artifacts[0].path, file);
+    assert!(file.exists());
+    assert_eq!(
+        p.env,
+        vec![EnvEdit::AppendFlags {
+            name: "GOFLAGS".into(),
+            flags: vec![format!("-pgo={}", file.display())],
+        }]
+    );
+    assert!(p.notes.iter().any(|n| n.contains("CDF")), "{:?}", p.notes);
+    assert!(
+        p.notes.iter().any(|n| n.contains("own -pgo flag")),
+        "{:?}",
+        p.notes
+    );
+    assert_eq!(Go.name(), "go");
+    for lang in [Language::Rust, Language::C, Language::Unknown] {
+        let e = plan(lang, dir.path(), &d).unwrap_err();
+        assert!(e.contains("go backend builds Go"), "{e}");
+    }
+}

@@ -1,0 +1,488 @@
+//! `pgo apply`: profile → (decisions) → backend plan → build with the merged environment.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::Args;
+use pgo_backend::{Backend, Language, Plan, Request, Target};
+use pgo_profile::{Error, ProfileView};
+use serde_json::json;
+
+use crate::commands::{InputArgs, emit, emit_json, load_merged, sample_index};
+
+#[derive(Args)]
+pub struct ApplyArgs {
+    /// Profiles to build with (several are merged).
+    #[arg(long = "profile", short = 'p', value_name = "PROFILE", required = true)]
+    profiles: Vec<PathBuf>,
+    /// Decisions from `pgo analyze`; without it the profiles are analyzed here.
+    #[arg(long, value_name = "FILE")]
+    decisions: Option<PathBuf>,
+    /// rustc, clang, go, bolt, or NAME for an external `pgo-backend-NAME` program on PATH.
+    /// Default: from the build command (cargo → rustc, go → go, else clang).
+    #[arg(long)]
+    backend: Option<String>,
+    /// The profiled binary, for the analysis (sizes, call kinds, blocks). Default: the
+    /// profile's main binary when it is still on disk with the same build ID.
+    #[arg(long, value_name = "BIN")]
+    binary: Option<PathBuf>,
+    /// The binary the build produces (checked against the profile after the build; BOLT
+    /// rewrites it). Default: the profiled binary's file name under target/release/.
+    #[arg(long, value_name = "BIN")]
+    output_binary: Option<PathBuf>,
+    /// Where the backend's files go.
+    #[arg(long, value_name = "DIR", default_value = "target/pgo")]
+    out_dir: PathBuf,
+    /// Fail when less than this percentage of the profile's (checkable) weight is in
+    /// functions that still exist in the sources at the same start line.
+    #[arg(long, value_name = "PCT")]
+    fail_below: Option<f64>,
+    /// Build without PGO (and say so) when a profile is missing or unreadable.
+    #[arg(long)]
+    allow_missing: bool,
+    /// Print the environment and write the artifacts, but do not build.
+    #[arg(long)]
+    dry_run: bool,
+    /// Hot edges are the heaviest ones covering this percentage of call weight.
+    #[arg(long, default_value_t = 99.0, value_name = "PERCENT")]
+    cdf: f64,
+    /// rustc/clang: leave out the inline-replay file (ablation).
+    #[arg(long)]
+    no_inline_replay: bool,
+    /// rustc/clang: leave out the symbol ordering file (ablation).
+    #[arg(long)]
+    no_function_order: bool,
+    /// rustc/clang: do not nest callee samples under decided call sites (ablation).
+    #[arg(long)]
+    no_inline_contexts: bool,
+    /// Print a JSON summary on stdout (the build's own output goes to stderr).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    input: InputArgs,
+    /// The build command.
+    #[arg(last = true, value_name = "BUILD COMMAND")]
+    command: Vec<String>,
+}
+
+fn guess_language(backend: &str, command: &[String]) -> Language {
+    match backend {
+        "rustc" => return Language::Rust,
+        "clang" => return Language::C,
+        "go" => return Language::Go,
+        _ => {}
+    }
+    let program = command
+        .first()
+        .map(|c| c.rsplit('/').next().unwrap_or(c))
+        .unwrap_or("");
+    match program {
+        "cargo" | "rustc" => Language::Rust,
+        "go" => Language::Go,
+        "" => Language::Unknown,
+        _ => Language::C,
+    }
+}
+
+fn default_backend(command: &[String]) -> &'static str {
+    match guess_language("", command) {
+        Language::Rust | Language::Unknown => "rustc",
+        Language::Go => "go",
+        Language::C => "clang",
+    }
+}
+
+fn backend_for(a: &ApplyArgs, name: &str) -> Result<Box<dyn Backend>, Error> {
+    let parts = pgo_backend_llvm::Parts {
+        sample_profile: true,
+        inline_contexts: !a.no_inline_contexts,
+        inline_replay: !a.no_inline_replay,
+        function_order: !a.no_function_order,
+    };
+    Ok(match name {
+        "rustc" => Box::new(pgo_backend_llvm::Rustc { parts }),
+        "clang" => Box::new(pgo_backend_llvm::Clang { parts }),
+        "go" => Box::new(pgo_backend_go::Go),
+        "bolt" => Box::new(pgo_backend_bolt::Bolt::default()),
+        other => match pgo_backend::external::External::find(other) {
+            Some(e) => Box::new(e),
+            None => {
+                return Err(Error::new(
+                    "--backend",
+                    format!(
+                        "no backend {other:?}: the built-in ones are rustc, clang, go and bolt, \
+                         and no program pgo-backend-{other} is on PATH"
+                    ),
+                ));
+            }
+        },
+    })
+}
+
+/// The profile's main binary (the mapping with the most samples) and its build ID.
+fn main_binary(profile: &pgo_profile::Profile) -> Option<(PathBuf, String)> {
+    let view = ProfileView::new(profile);
+    let mut weight: std::collections::HashMap<u64, usize> = Default::default();
+    for s in &profile.sample {
+        if let Some(loc) = s.location_id.first().and_then(|id| view.location(*id))
+            && loc.mapping_id != 0
+        {
+            *weight.entry(loc.mapping_id).or_default() += 1;
+        }
+    }
+    let (id, _) = weight.into_iter().max_by_key(|(id, w)| (*w, *id))?;
+    let m = view.mapping(id)?;
+    let file = view.str(m.filename);
+    if file.is_empty() || file.starts_with('[') {
+        return None;
+    }
+    Some((PathBuf::from(file), view.str(m.build_id).to_string()))
+}
+
+/// The profiled binary, when it is still on disk with the same build ID.
+fn profiled_binary(profile: &pgo_profile::Profile) -> Option<PathBuf> {
+    let (path, build_id) = main_binary(profile)?;
+    let bin = pgo_binary::Binary::open(&path).ok()?;
+    (!build_id.is_empty() && bin.build_id() == build_id).then_some(path)
+}
+
+/// Where a cargo build puts the profiled program: `target/release/NAME` under the workdir or
+/// CARGO_TARGET_DIR.
+fn guess_output_binary(profile: &pgo_profile::Profile, workdir: &Path) -> Option<PathBuf> {
+    let (path, _) = main_binary(profile)?;
+    let name = path.file_name()?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workdir.join("target"));
+    Some(target.join("release").join(name))
+}
+
+pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
+    let workdir = std::env::current_dir().map_err(|e| Error::new(".", e.to_string()))?;
+    // Without a build command, the backend works on an existing binary (BOLT's post-link
+    // rewrite): that needs --output-binary.
+    if a.command.is_empty() && !a.dry_run && a.output_binary.is_none() {
+        return Err(Error::new(
+            "pgo apply",
+            "no build command: give one after `--` (e.g. `-- cargo build --release`), \
+             --output-binary BIN to optimize an existing binary (BOLT), or --dry-run",
+        ));
+    }
+    let backend_name = a
+        .backend
+        .clone()
+        .unwrap_or_else(|| default_backend(&a.command).to_string());
+    let backend = backend_for(&a, &backend_name)?;
+
+    // The profile. Missing or corrupt is an error, unless the user asked to build without.
+    let profile = match load_merged(&a.profiles, &a.input, &[]) {
+        Ok(p) => p,
+        Err(e) if a.allow_missing => {
+            eprintln!("pgo: WARNING: {e}");
+            eprintln!(
+                "pgo: WARNING: --allow-missing: building WITHOUT profile-guided optimization"
+            );
+            if a.dry_run {
+                return Ok(0);
+            }
+            return run_build(&a.command, None);
+        }
+        Err(e) => return Err(e),
+    };
+    let filter = a.input.filter();
+    let profile = if filter.is_empty() {
+        profile
+    } else {
+        filter.apply(&profile)
+    };
+    let view = ProfileView::new(&profile);
+    let index = sample_index(&view, &a.input, &a.profiles)?;
+    let profiles_label = a
+        .profiles
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+
+    // Staleness: does the profile still describe these sources?
+    let staleness = pgo_apply::staleness::check(&profile, index, std::slice::from_ref(&workdir));
+    let fresh = staleness.fresh_percent();
+    match fresh {
+        Some(p) => {
+            eprintln!(
+                "pgo: profile freshness: {p:.1}% of the profile's weight in this project's sources \
+                 is in functions still at their start line"
+            );
+            for s in staleness.stale.iter().take(5) {
+                eprintln!(
+                    "pgo:   stale: {} ({}:{}): {}",
+                    s.name, s.file, s.start_line, s.reason
+                );
+            }
+            if p < 90.0 {
+                eprintln!(
+                    "pgo: WARNING: the profile is stale ({p:.1}% fresh, below 90%): re-collect it"
+                );
+            }
+            if let Some(min) = a.fail_below
+                && p < min
+            {
+                return Err(Error::new(
+                    profiles_label,
+                    format!("profile is {p:.1}% fresh, below --fail-below {min}"),
+                ));
+            }
+        }
+        None => {
+            eprintln!(
+                "pgo: profile freshness: none of the profile's functions is in sources under {} \
+                 (cannot check)",
+                workdir.display()
+            );
+            if a.fail_below.is_some() {
+                return Err(Error::new(
+                    profiles_label,
+                    "--fail-below: no function of the profile could be checked against the sources",
+                ));
+            }
+        }
+    }
+
+    // Decisions: given, or made here (with the profiled binary's facts when we can find it).
+    let decisions = match &a.decisions {
+        Some(path) => crate::analyze::read_decisions(path)?,
+        None => {
+            let binary = a.binary.clone().or_else(|| profiled_binary(&profile));
+            crate::analyze::make_decisions(&profile, index, binary.as_deref(), false, a.cdf)?
+        }
+    };
+
+    let out_dir = workdir.join(&a.out_dir).join(backend.name());
+    std::fs::create_dir_all(&out_dir).map_err(|e| Error::new(&out_dir, e.to_string()))?;
+    let output_binary = a
+        .output_binary
+        .clone()
+        .map(|p| workdir.join(p))
+        .or_else(|| guess_output_binary(&profile, &workdir));
+    let target = Target {
+        language: guess_language(&backend_name, &a.command),
+        build_command: a.command.clone(),
+        workdir: workdir.clone(),
+        output_binary: output_binary.clone(),
+    };
+    let request = Request {
+        decisions: &decisions,
+        profile: &profile,
+        profile_paths: &a.profiles,
+        decisions_path: a.decisions.as_deref(),
+        target: &target,
+        out_dir: &out_dir,
+    };
+    let plan = backend
+        .plan(&request)
+        .map_err(|e| Error::new(format!("backend {}", backend.name()), e))?;
+    let env = |k: &str| std::env::var(k).ok();
+    let host = if plan
+        .env
+        .iter()
+        .any(|e| matches!(e.name(), "RUSTFLAGS" | "CARGO_ENCODED_RUSTFLAGS"))
+    {
+        pgo_apply::rustflags::Host::detect(&workdir, &env).map_err(|e| Error::new("rustc", e))?
+    } else {
+        pgo_apply::rustflags::Host::from_triple("x86_64-unknown-linux-gnu")
+    };
+    let merged = pgo_apply::rustflags::merged_env(&plan.env, &workdir, &env, &host)
+        .map_err(|e| Error::new(&workdir, e))?;
+    for w in &merged.warnings {
+        eprintln!("pgo: WARNING: {w}");
+    }
+    report_plan(backend.name(), &plan, &merged.vars, a.json && a.dry_run);
+    if a.dry_run {
+        if a.json {
+            emit_json(&summary_json(
+                backend.name(),
+                &plan,
+                &merged.vars,
+                fresh,
+                None,
+                &[],
+            ))?;
+        }
+        return Ok(0);
+    }
+
+    let code = if a.command.is_empty() {
+        0
+    } else {
+        run_build(&a.command, Some(&merged))?
+    };
+    if code != 0 {
+        eprintln!("pgo: the build failed (exit {code})");
+        return Ok(code);
+    }
+    let mut after = Vec::new();
+    match output_binary.as_deref().filter(|p| p.exists()) {
+        Some(bin) => {
+            let extra = backend
+                .after_build(&request, bin)
+                .map_err(|e| Error::new(format!("backend {}", backend.name()), e))?;
+            run_post_build(&plan, bin)?;
+            after.push(extra);
+        }
+        None => eprintln!(
+            "pgo: note: the built binary was not found ({}); give --output-binary to check it \
+             against the profile",
+            output_binary
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "unknown".into())
+        ),
+    }
+    for p in &after {
+        for art in &p.artifacts {
+            eprintln!(
+                "pgo: {}: {} ({})",
+                art.kind,
+                art.path.display(),
+                art.summary
+            );
+        }
+        for n in &p.notes {
+            eprintln!("pgo: note: {n}");
+        }
+    }
+    if a.json {
+        emit_json(&summary_json(
+            backend.name(),
+            &plan,
+            &merged.vars,
+            fresh,
+            output_binary.as_deref(),
+            &after,
+        ))?;
+    } else {
+        emit(&format!(
+            "pgo: built with backend {} ({} artifacts under {})\n",
+            backend.name(),
+            plan.artifacts.len(),
+            out_dir.display()
+        ))?;
+    }
+    Ok(0)
+}
+
+fn report_plan(backend: &str, plan: &Plan, vars: &[(String, Option<String>)], quiet: bool) {
+    if quiet {
+        return;
+    }
+    eprintln!("pgo: backend {backend}:");
+    for art in &plan.artifacts {
+        eprintln!(
+            "pgo:   {}: {} ({})",
+            art.kind,
+            art.path.display(),
+            art.summary
+        );
+    }
+    for (name, value) in vars {
+        match value {
+            Some(v) => eprintln!("pgo:   {name}={}", v.replace('\u{1f}', " ")),
+            None => eprintln!("pgo:   unset {name}"),
+        }
+    }
+    for n in &plan.notes {
+        eprintln!("pgo: note: {n}");
+    }
+}
+
+fn summary_json(
+    backend: &str,
+    plan: &Plan,
+    vars: &[(String, Option<String>)],
+    fresh: Option<f64>,
+    binary: Option<&Path>,
+    after: &[Plan],
+) -> serde_json::Value {
+    let artifacts: Vec<_> = plan
+        .artifacts
+        .iter()
+        .chain(after.iter().flat_map(|p| p.artifacts.iter()))
+        .collect();
+    let notes: Vec<_> = plan
+        .notes
+        .iter()
+        .chain(after.iter().flat_map(|p| p.notes.iter()))
+        .collect();
+    json!({
+        "backend": backend,
+        "fresh_percent": fresh,
+        "artifacts": artifacts,
+        "env": vars.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
+        "binary": binary.map(|b| b.display().to_string()),
+        "notes": notes,
+    })
+}
+
+fn run_build(
+    command: &[String],
+    env: Option<&pgo_apply::rustflags::MergedEnv>,
+) -> Result<u8, Error> {
+    let Some((program, args)) = command.split_first() else {
+        return Ok(0);
+    };
+    eprintln!("pgo: running {}", command.join(" "));
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    if let Some(env) = env {
+        env.apply(&mut cmd);
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| Error::new(program, format!("cannot run the build command: {e}")))?;
+    Ok(match status.code() {
+        Some(c) => c.clamp(0, 255) as u8,
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            128 + status.signal().unwrap_or(0).clamp(0, 127) as u8
+        }
+    })
+}
+
+/// Runs an external backend's post-build steps on the built binary.
+fn run_post_build(plan: &Plan, binary: &Path) -> Result<(), Error> {
+    for step in &plan.post_build {
+        let argv: Vec<String> = step
+            .command
+            .iter()
+            .map(|a| a.replace("{binary}", &binary.to_string_lossy()))
+            .collect();
+        let Some((program, args)) = argv.split_first() else {
+            continue;
+        };
+        eprintln!("pgo: {}: {}", step.description, argv.join(" "));
+        let status = Command::new(program)
+            .args(args)
+            .status()
+            .map_err(|e| Error::new(program, format!("cannot run post-build step: {e}")))?;
+        if !status.success() {
+            return Err(Error::new(
+                program,
+                format!("post-build step {:?} failed ({status})", step.description),
+            ));
+        }
+        if let Some(out) = &step.output {
+            let keep = binary.with_extension("pre-pgo");
+            std::fs::rename(binary, &keep).map_err(|e| Error::new(binary, e.to_string()))?;
+            std::fs::rename(out, binary).map_err(|e| Error::new(out, e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Shown by `--help`.
+pub const EXAMPLES: &str = "Examples:\n  \
+pgo apply --profile prod.pb.gz -- cargo build --release\n  \
+pgo apply --profile a.pb.gz --profile b.pb.gz --fail-below 90 --json -- cargo build --release\n  \
+pgo apply --profile app.pb.gz --backend clang -- make CC=clang-22\n  \
+pgo apply --profile cpu.pprof --backend go -- go build -o app .\n  \
+pgo apply --profile p.pb.gz --dry-run      (print the environment, write the files, no build)";

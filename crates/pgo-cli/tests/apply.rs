@@ -1,0 +1,271 @@
+//! `pgo apply` end to end: a real profile of a real program, a real rebuild with rustc, and
+//! what the compiler says it did with our files.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::*;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A plain release build of fixtures/analyze-rust and a profile of it, made once.
+fn fixture() -> &'static (PathBuf, PathBuf) {
+    static FIXTURE: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let target = root().join("target/fixture-builds/apply-analyze-rust");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "--manifest-path"])
+            .arg(root().join("fixtures/analyze-rust/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let binary = target.join("release/analyze-rust");
+        let profile = target.join("analyze-rust.pb.gz");
+        ok(pgo(&[&"collect", &"-o", &profile, &"--", &binary]));
+        (binary, profile)
+    })
+}
+
+/// A copy of the fixture's sources in a temporary directory (a user's checkout).
+fn checkout(dir: &Path) -> PathBuf {
+    let src = root().join("fixtures/analyze-rust");
+    let dst = dir.join("analyze-rust");
+    std::fs::create_dir_all(dst.join("src")).unwrap();
+    for f in ["Cargo.toml", "Cargo.lock", "src/main.rs"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+    dst
+}
+
+/// `pgo apply ARGS` in `workdir` with a clean Rust flag environment plus `env`.
+fn apply(workdir: &Path, args: &[&dyn AsRef<std::ffi::OsStr>], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgo"));
+    cmd.current_dir(workdir)
+        .arg("apply")
+        .args(args)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTC_BOOTSTRAP");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn run_checksum(binary: &Path) -> String {
+    let out = Command::new(binary).output().unwrap();
+    assert!(out.status.success());
+    // "analyze-rust: <checksum> <hash>" — everything but the timing-free first word.
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn rustc_backend_rebuilds_with_the_profile_and_the_compiler_follows_it() {
+    let (plain, profile) = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let work = checkout(dir.path());
+    // The user's own flags live in .cargo/config.toml: pgo apply must keep them, not replace
+    // them. Here they ask rustc for inlining remarks, which is also how we see what LLVM did.
+    std::fs::create_dir_all(work.join(".cargo")).unwrap();
+    std::fs::write(
+        work.join(".cargo/config.toml"),
+        "[build]\nrustflags = [\"-Cremark=inline\", \"-Cremark=sample-profile-impl\"]\n",
+    )
+    .unwrap();
+    let target = dir.path().join("target");
+    let built = target.join("release/analyze-rust");
+    let out = apply(
+        &work,
+        &[
+            &"--profile",
+            profile,
+            &"--binary",
+            plain,
+            &"--output-binary",
+            &built,
+            &"--json",
+            &"--",
+            &"cargo",
+            &"build",
+            &"--release",
+        ],
+        &[("CARGO_TARGET_DIR", &target)],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let summary: Value = serde_json::from_str(&stdout(&out)).unwrap();
+
+    // The three files exist and were handed to the build.
+    let kinds: Vec<&str> = summary["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "LLVM sample profile (text)",
+        "inline replay",
+        "symbol ordering file",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing: {summary}");
+    }
+    let flags = summary["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "CARGO_ENCODED_RUSTFLAGS")
+        .and_then(|e| e["value"].as_str())
+        .unwrap()
+        .to_string();
+    assert!(
+        flags.starts_with("-Cremark=inline\u{1f}-Cremark=sample-profile-impl\u{1f}"),
+        "{flags:?}"
+    );
+    assert!(flags.contains("-Zprofile-sample-use="), "{flags:?}");
+
+    // LLVM read the sample profile (remarks from the sample loader), replayed our inline
+    // decision of the hot `mix` call site, and the names of the new build are the profile's.
+    assert!(
+        err.contains("sample-profile-impl (analysis): Applied"),
+        "no sample-profile remarks: the profile was not applied\n{err}"
+    );
+    assert!(
+        err.lines().any(|l| l.contains("analyze_rust3mix")
+            && l.contains("inlined into")
+            && l.contains("analyze_rust8hash_all")
+            && l.contains("previously inlined")),
+        "the decided inline of mix into hash_all was not replayed\n{err}"
+    );
+    let matched = summary["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.as_str())
+        .find_map(|n| n.split('%').next()?.parse::<f64>().ok())
+        .expect("a name-match note");
+    assert!(matched >= 90.0, "{matched}% of samples matched: {summary}");
+
+    // The optimized program computes what the plain one does.
+    assert_eq!(run_checksum(&built), run_checksum(plain));
+}
+
+#[test]
+fn dry_run_prints_the_environment_and_builds_nothing() {
+    let (_, profile) = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let work = checkout(dir.path());
+    let out = apply(
+        &work,
+        &[
+            &"--profile",
+            profile,
+            &"--dry-run",
+            &"--",
+            &"cargo",
+            &"build",
+            &"--release",
+        ],
+        &[],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("CARGO_ENCODED_RUSTFLAGS=-Zprofile-sample-use="),
+        "{err}"
+    );
+    assert!(err.contains("RUSTC_BOOTSTRAP=1"), "{err}");
+    assert!(!work.join("target/release").exists(), "--dry-run built");
+    assert!(work.join("target/pgo/rustc/sample-profile.txt").exists());
+}
+
+#[test]
+fn a_missing_profile_is_an_error_unless_allowed_and_then_it_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.pb.gz");
+    let marker = dir.path().join("built");
+    let out = apply(
+        dir.path(),
+        &[&"--profile", &missing, &"--", &"touch", &marker],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("nope.pb.gz"), "{err}");
+    assert!(!marker.exists());
+
+    let out = apply(
+        dir.path(),
+        &[
+            &"--profile",
+            &missing,
+            &"--allow-missing",
+            &"--",
+            &"touch",
+            &marker,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("WITHOUT profile-guided optimization"));
+    assert!(marker.exists(), "the build ran");
+}
+
+#[test]
+fn a_stale_profile_fails_ci_with_fail_below() {
+    let (_, profile) = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let work = checkout(dir.path());
+    let fresh = apply(
+        &work,
+        &[&"--profile", profile, &"--dry-run", &"--fail-below", &"90"],
+        &[],
+    );
+    assert!(fresh.status.success(), "{}", stderr(&fresh));
+    assert!(
+        stderr(&fresh).contains("profile freshness: 100.0%"),
+        "{}",
+        stderr(&fresh)
+    );
+
+    // Twenty lines added at the top move every function of the program.
+    let main = work.join("src/main.rs");
+    let text = std::fs::read_to_string(&main).unwrap();
+    std::fs::write(&main, "// moved\n".repeat(20) + &text).unwrap();
+    let stale = apply(
+        &work,
+        &[&"--profile", profile, &"--dry-run", &"--fail-below", &"90"],
+        &[],
+    );
+    assert_eq!(stale.status.code(), Some(2), "{}", stderr(&stale));
+    let err = stderr(&stale);
+    assert!(err.contains("below --fail-below 90"), "{err}");
+    assert!(err.contains("WARNING: the profile is stale"), "{err}");
+}
+
+#[test]
+fn an_unknown_backend_is_a_clear_error() {
+    let (_, profile) = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let out = apply(
+        dir.path(),
+        &[&"--profile", profile, &"--backend", &"nosuch", &"--dry-run"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("pgo-backend-nosuch"),
+        "{}",
+        stderr(&out)
+    );
+}
