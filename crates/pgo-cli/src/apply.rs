@@ -146,9 +146,19 @@ fn profiled_binary(profile: &pgo_profile::Profile) -> Option<PathBuf> {
     (!build_id.is_empty() && bin.build_id() == build_id).then_some(path)
 }
 
-/// Where a cargo build puts the profiled program: `target/release/NAME` under the workdir or
+/// Where the build puts the program: the `-o FILE` of the build command (go build, cc), else
+/// where cargo puts the profiled program's name: `target/release/NAME` under the workdir or
 /// CARGO_TARGET_DIR.
-fn guess_output_binary(profile: &pgo_profile::Profile, workdir: &Path) -> Option<PathBuf> {
+fn guess_output_binary(
+    profile: &pgo_profile::Profile,
+    command: &[String],
+    workdir: &Path,
+) -> Option<PathBuf> {
+    if let Some(i) = command.iter().position(|a| a == "-o")
+        && let Some(out) = command.get(i + 1)
+    {
+        return Some(workdir.join(out));
+    }
     let (path, _) = main_binary(profile)?;
     let name = path.file_name()?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -263,7 +273,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
         .output_binary
         .clone()
         .map(|p| workdir.join(p))
-        .or_else(|| guess_output_binary(&profile, &workdir));
+        .or_else(|| guess_output_binary(&profile, &a.command, &workdir));
     let target = Target {
         language: guess_language(&backend_name, &a.command),
         build_command: a.command.clone(),

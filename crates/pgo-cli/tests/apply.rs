@@ -269,3 +269,38 @@ fn an_unknown_backend_is_a_clear_error() {
         stderr(&out)
     );
 }
+
+#[test]
+fn an_external_backend_on_path_serves_backend_name() {
+    let (_, profile) = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(root().join("fixtures/external-backend"))
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgo"))
+        .current_dir(dir.path())
+        .args([
+            "apply",
+            "--backend",
+            "example",
+            "--dry-run",
+            "--json",
+            "--profile",
+        ])
+        .arg(profile)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let list = summary["artifacts"][0]["path"].as_str().unwrap();
+    let text = std::fs::read_to_string(list).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("analyze_rust8hash_all") && l.contains("analyze_rust3mix")),
+        "{text}"
+    );
+    assert_eq!(summary["env"][0]["name"], "PGO_EXAMPLE_INLINE_LIST");
+}
