@@ -162,9 +162,9 @@ pub fn rust_mangling(profile: &pgo_profile::Profile) -> Option<&'static str> {
     }
 }
 
-/// The share of the profile's samples in the program itself (leaf in a mapping with the same
-/// file name as `binary`) whose physical function exists by name in `binary`: whether the
-/// names of the profile match the new build. Samples in shared libraries do not count.
+/// The share of the profile's samples in the program itself (its busiest mapping) whose
+/// physical function exists by name in `binary`: whether the names of the profile match the
+/// new build. Samples in shared libraries do not count.
 ///
 /// Functions we decided to inline count as matched when they are gone: the new build inlined
 /// them everywhere, as asked.
@@ -185,16 +185,25 @@ pub fn name_match_percent(
     let index = view
         .sample_index(Some("samples/count"))
         .or_else(|_| view.sample_index(None))?;
+    // The program is the mapping with the most samples; shared libraries do not count.
+    let mut per_mapping: std::collections::HashMap<u64, i64> = Default::default();
+    for s in &profile.sample {
+        if let Some(loc) = s.location_id.first().and_then(|id| view.location(*id))
+            && loc.mapping_id != 0
+        {
+            *per_mapping.entry(loc.mapping_id).or_default() += 1;
+        }
+    }
+    let main_mapping = per_mapping
+        .into_iter()
+        .max_by_key(|(id, n)| (*n, *id))
+        .map(|(id, _)| id);
     let (mut matched, mut all) = (0i64, 0i64);
     for s in &profile.sample {
         let Some(loc) = s.location_id.first().and_then(|id| view.location(*id)) else {
             continue;
         };
-        let own = view.mapping(loc.mapping_id).is_none_or(|m| {
-            let file = view.str(m.filename);
-            file.is_empty() || Path::new(file).file_name() == binary.file_name()
-        });
-        if !own {
+        if main_mapping.is_some_and(|m| loc.mapping_id != m) {
             continue;
         }
         let Some(line) = loc.line.last() else {
@@ -337,8 +346,18 @@ impl Backend for Clang {
         if let Some(p) = &files.sample_profile {
             cflags.push(format!("-fprofile-sample-use={p}"));
             cflags.push("-fdebug-info-for-profiling".into());
-            // The sample loader matches instructions by their debug locations.
-            cflags.push("-gline-tables-only".into());
+            // The sample loader matches instructions by their debug locations, so the build
+            // needs debug info; but a later -g option replaces an earlier one, so add the
+            // least only when the user asked for none.
+            let user = format!(
+                "{} {} {}",
+                std::env::var("CFLAGS").unwrap_or_default(),
+                std::env::var("CXXFLAGS").unwrap_or_default(),
+                request.target.build_command.join(" ")
+            );
+            if !user.split_whitespace().any(|w| w.starts_with("-g")) {
+                cflags.push("-gline-tables-only".into());
+            }
         }
         if let Some(p) = &files.inline_replay {
             for arg in inline_replay::llvm_args(p) {

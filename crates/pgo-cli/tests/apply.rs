@@ -304,3 +304,85 @@ fn an_external_backend_on_path_serves_backend_name() {
     );
     assert_eq!(summary["env"][0]["name"], "PGO_EXAMPLE_INLINE_LIST");
 }
+
+/// Runs `BIN ARG` and returns its output line without the timing ("NAME: CHECKSUM").
+fn checksum_of(binary: &Path, arg: &str) -> String {
+    let out = Command::new(binary).arg(arg).output().unwrap();
+    assert!(out.status.success(), "{} {arg} failed", binary.display());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines()
+        .last()
+        .and_then(|l| l.split(" in ").next())
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn clang_backend_builds_a_c_program_with_the_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    std::fs::copy(
+        root().join("fixtures/suite/c-sort/main.c"),
+        work.join("main.c"),
+    )
+    .unwrap();
+    let clang = |out: &str, extra: &str| format!("clang-22 -O2 -g {extra} main.c -o {out}");
+    let status = Command::new("sh")
+        .current_dir(work)
+        .args(["-c", &clang("plain", "")])
+        .status()
+        .expect("clang-22 runs (Debian package clang-22; `cargo xtask test` installs it)");
+    assert!(status.success());
+    let profile = work.join("c.pb.gz");
+    ok(pgo(&[
+        &"collect",
+        &"-o",
+        &profile,
+        &"--",
+        &work.join("plain"),
+        &"train",
+    ]));
+
+    let build = clang(
+        "out",
+        "$CFLAGS -Rpass=inline -Rpass-analysis=sample-profile-impl",
+    ) + " $LDFLAGS";
+    let out = apply(
+        work,
+        &[
+            &"--profile",
+            &profile,
+            &"--backend",
+            &"clang",
+            &"--output-binary",
+            &"out",
+            &"--",
+            &"sh",
+            &"-c",
+            &build,
+        ],
+        &[],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("Applied"), "clang applied no samples:\n{err}");
+    assert!(
+        err.contains("previously inlined"),
+        "no inline decision was replayed:\n{err}"
+    );
+    let matched: f64 = err
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("pgo: note: ")?
+                .split('%')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("a name-match note");
+    assert!(matched >= 90.0, "{err}");
+    assert_eq!(
+        checksum_of(&work.join("out"), "measure"),
+        checksum_of(&work.join("plain"), "measure")
+    );
+}
