@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("fixtures") => fixtures(),
         Some("bench") => bench(&args[1..]),
+        Some("refresh-profile") => refresh_profile(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -24,8 +25,9 @@ fn main() -> ExitCode {
                  then `cargo test --workspace --no-fail-fast [ARGS]`\n  \
                  demo          inspect a bundled Go profile (top, diff, flamegraphs), then record a Rust fixture\n  \
                  fixtures      regenerate profiles/ from fixtures/ (needs go, gcc, perf)\n  \
-                 bench [inspect|analyze|collect|all] [--quick]\n                \
-                 benchmarks against the anchor tools, same run (see BENCHMARKS.md)"
+                 bench [inspect|analyze|collect|speedup|dogfood|all] [--quick]\n                \
+                 benchmarks against the anchor tools, same run (see BENCHMARKS.md)\n  \
+                 refresh-profile  re-record profiles/pgo-self.pb.gz (pgo analyzing a large profile)"
             );
             return ExitCode::from(2);
         }
@@ -148,7 +150,21 @@ fn test(extra: &[String]) -> Result<(), String> {
         .env("GOTOOLCHAIN", "local")
         // Every test binary runs even after a failure, so one report shows all of them.
         .args(["test", "--workspace", "--no-fail-fast"])
-        .args(extra))
+        .args(extra))?;
+    if extra.is_empty() {
+        // pgo optimizing itself: the release build through `pgo apply` with the committed
+        // profile and the staleness check (BENCHMARKS.md has the speed figure).
+        eprintln!("\nxtask: building release pgo through pgo apply ({SELF_PROFILE})");
+        let root = root();
+        let pgo = dogfood_build(
+            &root.join("target/debug/pgo"),
+            &root.join("target/dogfood/pgo"),
+        )?;
+        run(Command::new(&pgo)
+            .arg("--version")
+            .stdout(std::process::Stdio::null()))?;
+    }
+    Ok(())
 }
 
 fn demo() -> Result<(), String> {
@@ -308,6 +324,137 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The committed profile of pgo itself (`cargo xtask refresh-profile` writes it).
+const SELF_PROFILE: &str = "profiles/pgo-self.pb.gz";
+
+/// The dogfood workload's input: a large synthetic profile pointing into `binary` (written by
+/// analyze-bench), so `pgo analyze --binary` does all its work: decoding, the graph, decisions,
+/// disassembly and block layout.
+fn dogfood_input(binary: &Path, dir: &Path) -> Result<PathBuf, String> {
+    let root = root();
+    run(Command::new(root.join("target/release/analyze-bench"))
+        .arg(binary)
+        .args(["--samples", "300000", "--reps", "1", "--dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null()))?;
+    Ok(dir.join("big.pb.gz"))
+}
+
+/// The workload the self-profile records and the dogfood benchmark times.
+fn dogfood_workload(pgo: &Path, input: &Path, binary: &Path, out: &Path) -> Command {
+    let mut cmd = Command::new(pgo);
+    cmd.arg("analyze")
+        .arg(input)
+        .arg("--binary")
+        .arg(binary)
+        .arg("-o")
+        .arg(out);
+    cmd
+}
+
+fn refresh_profile() -> Result<(), String> {
+    let root = root();
+    build_release(&["pgo-cli", "pgo-benches"])?;
+    let dir = root.join("target/dogfood/refresh");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // A copy of the binary being profiled: the workload's input points into it.
+    let binary = dir.join("pgo");
+    std::fs::copy(root.join("target/release/pgo"), &binary)
+        .map_err(|e| format!("{}: {e}", binary.display()))?;
+    let input = dogfood_input(&binary, &dir)?;
+    let profile = root.join(SELF_PROFILE);
+    let workload = dogfood_workload(&binary, &input, &binary, &dir.join("d.json"));
+    run(Command::new(&binary)
+        .arg("collect")
+        .arg("-o")
+        .arg(&profile)
+        .arg("--")
+        .arg(workload.get_program())
+        .args(workload.get_args()))?;
+    run(Command::new(&binary)
+        .args(["top", "-n", "10"])
+        .arg(&profile))?;
+    eprintln!("xtask: wrote {}; commit it", profile.display());
+    Ok(())
+}
+
+fn build_release(packages: &[&str]) -> Result<(), String> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root())
+        .args(["build", "--release", "--quiet"]);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    run(&mut cmd)
+}
+
+/// Builds pgo through `pgo apply` with the committed self-profile, with the staleness check:
+/// CI runs this, so a profile that no longer describes the sources fails the build.
+fn dogfood_build(pgo: &Path, target_dir: &Path) -> Result<PathBuf, String> {
+    let root = root();
+    run(Command::new(pgo)
+        .current_dir(&root)
+        .arg("apply")
+        .arg("--profile")
+        .arg(root.join(SELF_PROFILE))
+        .args(["--fail-below", "50"])
+        .arg("--out-dir")
+        .arg(target_dir.join("pgo-files"))
+        .arg("--output-binary")
+        .arg(target_dir.join("release/pgo"))
+        .args([
+            "--",
+            "cargo",
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "pgo-cli",
+        ])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env_remove("RUSTFLAGS"))
+    .map_err(|e| format!("{e} (if the profile is stale, run `cargo xtask refresh-profile`)"))?;
+    Ok(target_dir.join("release/pgo"))
+}
+
+fn dogfood_bench(reps: usize) -> Result<(), String> {
+    let root = root();
+    build_release(&["pgo-cli", "pgo-benches"])?;
+    let dir = root.join("target/dogfood");
+    let plain_dir = dir.join("plain");
+    run(Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet", "-p", "pgo-cli"])
+        .env("CARGO_TARGET_DIR", &plain_dir)
+        .env_remove("RUSTFLAGS"))?;
+    let plain = plain_dir.join("release/pgo");
+    let optimized = dogfood_build(&root.join("target/release/pgo"), &dir.join("pgo"))?;
+    let input_dir = dir.join("input");
+    std::fs::create_dir_all(&input_dir).map_err(|e| e.to_string())?;
+    let binary = input_dir.join("pgo");
+    std::fs::copy(&plain, &binary).map_err(|e| format!("{}: {e}", binary.display()))?;
+    let input = dogfood_input(&binary, &input_dir)?;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        for (exe, times) in [(&plain, &mut a), (&optimized, &mut b)] {
+            let start = std::time::Instant::now();
+            run(
+                dogfood_workload(exe, &input, &binary, &input_dir.join("d.json"))
+                    .stdout(std::process::Stdio::null()),
+            )?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    let (p, o) = (median(a), median(b));
+    println!(
+        "dogfood: `pgo analyze` (300,000 samples, --binary), median of {reps} interleaved runs: \
+         plain {p:.3} s, built with pgo apply {o:.3} s: {:.3}x ({:+.1}% time)",
+        p / o,
+        100.0 * (o - p) / p
+    );
+    Ok(())
+}
+
 /// PATH with Go's directory first, installing Go if needed.
 fn path_with_go() -> Result<std::ffi::OsString, String> {
     let go_dir = ensure_go()?;
@@ -373,6 +520,10 @@ fn bench(args: &[String]) -> Result<(), String> {
         run(Command::new(root.join("target/release/analyze-bench"))
             .arg(&pgo)
             .args(["--reps", reps, "--samples", samples]))?;
+    }
+    if matches!(which, "all" | "dogfood") {
+        eprintln!("\n== Dogfood: pgo built through pgo apply with its own profile, against plain");
+        dogfood_bench(if quick { 3 } else { 5 })?;
     }
     if matches!(which, "all" | "collect") {
         eprintln!("\n== Collection: pgo collect against the bare program and perf record");

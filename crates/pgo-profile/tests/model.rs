@@ -440,3 +440,19 @@ Web Content 4242/4244 [000]   100.000600:     250000 task-clock:ppp:  ffffffff81
         .collect();
     assert_eq!(tids.into_iter().collect::<Vec<_>>(), [4243, 4244]);
 }
+
+#[test]
+fn written_files_get_ordinary_permissions_not_a_temporary_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.txt");
+    pgo_profile::write_atomic(&path, b"x").unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    // 0666 less the umask: readable by others under the usual 022 (a temporary file is 0600).
+    assert_eq!(mode & 0o644, 0o644, "{mode:o}");
+    // Replacing a file keeps its mode.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    pgo_profile::write_atomic(&path, b"y").unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+}
