@@ -323,9 +323,10 @@ fn declares(line: &str, name: &str, lang: Lang) -> bool {
                 .is_some_and(|r| r.starts_with([' ', '\t', '(']))
                 && mentions(t, name)
         }
-        // A derived impl's methods (`clone`, `eq`, `fmt`, ...) start at the `#[derive(...)]`
-        // line that generated them.
-        Lang::Rust if line.contains("derive(") && DERIVED_METHODS.contains(&name) => true,
+        // A derived impl's methods (`clone`, `eq`, `fmt`, prost's `merge_field`, ...) start
+        // at the `#[derive(...)]` line that generated them, whatever the derive macro names
+        // them.
+        Lang::Rust if line.contains("derive(") => true,
         Lang::Rust => mention_positions(line, name).any(|i| {
             let before = &line[..i];
             let before = before.strip_suffix("r#").unwrap_or(before).trim_end();
@@ -336,12 +337,6 @@ fn declares(line: &str, name: &str, lang: Lang) -> bool {
         Lang::Other => mentions(line, name),
     }
 }
-
-/// Methods of the standard library's derivable traits.
-const DERIVED_METHODS: &[&str] = &[
-    "clone", "clone_from", "eq", "ne", "partial_cmp", "cmp", "lt", "le", "gt", "ge", "hash",
-    "fmt", "default",
-];
 
 fn is_ident_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '$'
