@@ -192,10 +192,15 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
             eprintln!(
                 "pgo: WARNING: --allow-missing: building WITHOUT profile-guided optimization"
             );
-            if a.dry_run {
-                return Ok(0);
+            let code = if a.dry_run {
+                0
+            } else {
+                run_build(&a.command, None, a.json)?
+            };
+            if a.json {
+                emit_json(&json!({"applied": false, "reason": e.to_string(), "build_exit": code}))?;
             }
-            return run_build(&a.command, None);
+            return Ok(code);
         }
         Err(e) => return Err(e),
     };
@@ -324,7 +329,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
     let code = if a.command.is_empty() {
         0
     } else {
-        run_build(&a.command, Some(&merged))?
+        run_build(&a.command, Some(&merged), a.json)?
     };
     if code != 0 {
         eprintln!("pgo: the build failed (exit {code})");
@@ -424,6 +429,7 @@ fn summary_json(
         .chain(after.iter().flat_map(|p| p.notes.iter()))
         .collect();
     json!({
+        "applied": true,
         "backend": backend,
         "fresh_percent": fresh,
         "artifacts": artifacts,
@@ -436,6 +442,7 @@ fn summary_json(
 fn run_build(
     command: &[String],
     env: Option<&pgo_apply::rustflags::MergedEnv>,
+    json: bool,
 ) -> Result<u8, Error> {
     let Some((program, args)) = command.split_first() else {
         return Ok(0);
@@ -445,6 +452,13 @@ fn run_build(
     cmd.args(args);
     if let Some(env) = env {
         env.apply(&mut cmd);
+    }
+    if json {
+        // Stdout carries our JSON summary alone; the build's output goes to stderr.
+        use std::os::fd::AsFd;
+        if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
+            cmd.stdout(std::process::Stdio::from(fd));
+        }
     }
     let status = cmd
         .status()
