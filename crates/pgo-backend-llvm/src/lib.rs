@@ -14,6 +14,7 @@
 //! It does not run builds or merge flags into the user's (pgo-apply does that) and does not
 //! decide anything (pgo-decide does): it translates.
 
+pub mod block_counts;
 pub mod inline_replay;
 pub mod sample_profile;
 pub mod symbol_order;
@@ -28,6 +29,8 @@ use std::path::Path;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parts {
     pub sample_profile: bool,
+    /// Line counts from the profiled binary's blocks (executions), not raw samples (time).
+    pub block_counts: bool,
     pub inline_contexts: bool,
     pub inline_replay: bool,
     pub function_order: bool,
@@ -37,6 +40,7 @@ impl Default for Parts {
     fn default() -> Self {
         Parts {
             sample_profile: true,
+            block_counts: true,
             inline_contexts: true,
             inline_replay: true,
             function_order: true,
@@ -84,6 +88,22 @@ fn write_files(request: &Request<'_>, parts: Parts) -> Result<Files, String> {
                 })
                 .collect::<FxHashSet<_>>();
         }
+        if parts.block_counts {
+            let index = sample_profile::sample_count_index(&ProfileView::new(request.profile))?;
+            match block_counts::BlockCounts::from_profile(request.profile, index) {
+                Ok(counts) => {
+                    files.notes.push(format!(
+                        "execution counts from {}: {} functions disassembled, {:.1}% of the \
+                         program's samples",
+                        counts.binary, counts.functions, counts.covered_percent
+                    ));
+                    options.block_counts = Some(counts);
+                }
+                Err(e) => files.notes.push(format!(
+                    "line counts are sample counts (time), not executions: {e}"
+                )),
+            }
+        }
         let (text, summary) = sample_profile::write(request.profile, &options)?;
         if summary.functions == 0 {
             return Err(
@@ -98,9 +118,10 @@ fn write_files(request: &Request<'_>, parts: Parts) -> Result<Files, String> {
             path: path.clone().into(),
             kind: "LLVM sample profile (text)".into(),
             summary: format!(
-                "{} functions, {} inlined call-site records ({} from our inline decisions), \
-                 {:.1}% of samples placed",
+                "{} functions ({} with execution counts), {} inlined call-site records ({} from \
+                 our inline decisions), {:.1}% of samples placed",
                 summary.functions,
+                summary.counted_functions,
                 summary.inlined_records,
                 summary.decided_contexts,
                 summary.placed_percent()

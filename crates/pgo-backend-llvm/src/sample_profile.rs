@@ -39,6 +39,9 @@ pub struct Options {
     pub inline_contexts: FxHashSet<InlineContext>,
     /// Which sample value to count (index into `sample_type`); `None`: the profile's default.
     pub sample_index: Option<usize>,
+    /// Execution counts from the profiled binary's code ([`crate::block_counts`]): when set,
+    /// line counts are executions (block counts inferred from IP samples), not time.
+    pub block_counts: Option<crate::block_counts::BlockCounts>,
 }
 
 /// What went into a sample profile: figures a person can check.
@@ -55,6 +58,8 @@ pub struct Summary {
     /// Samples that could not be placed (unsymbolized leaf, no linkage name, line before the
     /// function's start line).
     pub dropped_samples: u64,
+    /// Functions whose line counts are execution counts from the binary's blocks.
+    pub counted_functions: usize,
 }
 
 impl Summary {
@@ -68,10 +73,14 @@ impl Summary {
     }
 }
 
-#[derive(Debug, Default)]
-struct Record {
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Record {
     total: u64,
     head: u64,
+    /// Samples whose innermost physical frame starts at this record (the function's own code
+    /// in this context, not what it inlined by decision): each context's share of a
+    /// function's execution counts.
+    phys: u64,
     /// line offset → samples at that line and the call targets of the line.
     body: BTreeMap<u32, Line>,
     /// call line offset → callee → nested record.
@@ -80,8 +89,8 @@ struct Record {
     decided: bool,
 }
 
-#[derive(Debug, Default)]
-struct Line {
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Line {
     samples: u64,
     targets: BTreeMap<String, u64>,
 }
@@ -143,6 +152,10 @@ pub fn write(profile: &Profile, options: &Options) -> Result<(String, Summary), 
         summary.samples += weight;
     }
 
+    if let Some(counts) = &options.block_counts {
+        summary.counted_functions = counts.apply(&mut top);
+    }
+
     let mut text = String::new();
     for (name, record) in &top {
         if record.total == 0 {
@@ -156,7 +169,7 @@ pub fn write(profile: &Profile, options: &Options) -> Result<(String, Summary), 
 }
 
 /// The index of the `samples/count` value, else the last (pprof's default).
-fn sample_count_index(view: &ProfileView<'_>) -> Result<usize, String> {
+pub(crate) fn sample_count_index(view: &ProfileView<'_>) -> Result<usize, String> {
     if view.profile.sample_type.is_empty() {
         return Err("the profile has no sample types".into());
     }
@@ -214,6 +227,7 @@ fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, op
                 Vec::new()
             }
         };
+        let base = path.len();
         let root = top_name.as_ref().expect("set on the first frame");
         let mut ok = true;
         for pair in chain.windows(2) {
@@ -233,7 +247,10 @@ fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, op
                 record.total += weight;
             }
             let mut r = record;
-            for (off, callee) in &path {
+            if base == 0 {
+                r.phys += weight;
+            }
+            for (i, (off, callee)) in path.iter().enumerate() {
                 r = r
                     .callsites
                     .entry(*off)
@@ -241,6 +258,9 @@ fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, op
                     .entry(callee.clone())
                     .or_default();
                 r.total += weight;
+                if i + 1 == base {
+                    r.phys += weight;
+                }
             }
             if ok && let Some(off) = innermost.offset {
                 r.body.entry(off).or_default().samples += weight;
@@ -329,5 +349,58 @@ fn emit_body(text: &mut String, record: &Record, depth: usize, summary: &mut Sum
                 emit_body(text, nested, depth + 1, summary);
             }
         }
+    }
+}
+
+impl Record {
+    pub(crate) fn body_mut(&mut self) -> &mut BTreeMap<u32, Line> {
+        &mut self.body
+    }
+    pub(crate) fn body(&self) -> &BTreeMap<u32, Line> {
+        &self.body
+    }
+    pub(crate) fn callsites(&self) -> &BTreeMap<u32, BTreeMap<String, Record>> {
+        &self.callsites
+    }
+    pub(crate) fn callsites_mut(&mut self) -> &mut BTreeMap<u32, BTreeMap<String, Record>> {
+        &mut self.callsites
+    }
+    pub(crate) fn phys(&self) -> u64 {
+        self.phys
+    }
+    pub(crate) fn is_decided(&self) -> bool {
+        self.decided
+    }
+    pub(crate) fn set_head(&mut self, head: u64) {
+        self.head = head;
+    }
+    pub(crate) fn head(&self) -> u64 {
+        self.head
+    }
+    /// Totals from the counts: a record's lines plus its nested records.
+    pub(crate) fn recompute_totals(&mut self) -> u64 {
+        let mut total: u64 = self.body.values().map(|l| l.samples).sum();
+        for callees in self.callsites.values_mut() {
+            for nested in callees.values_mut() {
+                total += nested.recompute_totals();
+            }
+        }
+        self.total = total;
+        total
+    }
+}
+
+impl Line {
+    pub(crate) fn samples(&self) -> u64 {
+        self.samples
+    }
+    pub(crate) fn set_samples(&mut self, samples: u64) {
+        self.samples = samples;
+    }
+    pub(crate) fn targets_mut(&mut self) -> &mut BTreeMap<String, u64> {
+        &mut self.targets
+    }
+    pub(crate) fn targets(&self) -> &BTreeMap<String, u64> {
+        &self.targets
     }
 }

@@ -55,6 +55,10 @@ pub struct ApplyArgs {
     /// rustc/clang: do not nest callee samples under decided call sites (ablation).
     #[arg(long)]
     no_inline_contexts: bool,
+    /// rustc/clang: line counts are raw samples (time), not executions from the profiled
+    /// binary's blocks (ablation).
+    #[arg(long)]
+    no_block_counts: bool,
     /// Print a JSON summary on stdout (the build's own output goes to stderr).
     #[arg(long)]
     json: bool,
@@ -95,6 +99,7 @@ fn default_backend(command: &[String]) -> &'static str {
 fn backend_for(a: &ApplyArgs, name: &str) -> Result<Box<dyn Backend>, Error> {
     let parts = pgo_backend_llvm::Parts {
         sample_profile: true,
+        block_counts: !a.no_block_counts,
         inline_contexts: !a.no_inline_contexts,
         inline_replay: !a.no_inline_replay,
         function_order: !a.no_function_order,

@@ -119,6 +119,13 @@ fn rustc_backend_rebuilds_with_the_profile_and_the_compiler_follows_it() {
     ] {
         assert!(kinds.contains(&kind), "{kind} missing: {summary}");
     }
+    // Line counts are executions from the profiled binary's blocks, not raw samples.
+    let sample_profile = summary["artifacts"][0]["summary"].as_str().unwrap();
+    let counted: usize = sample_profile
+        .split_once(" functions (")
+        .and_then(|(_, r)| r.split(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(counted > 0, "{sample_profile}");
     let flags = summary["env"]
         .as_array()
         .unwrap()
