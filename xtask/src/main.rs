@@ -521,6 +521,43 @@ fn bench(args: &[String]) -> Result<(), String> {
             .arg(&pgo)
             .args(["--reps", reps, "--samples", samples]))?;
     }
+    if matches!(which, "all" | "speedup") {
+        eprintln!(
+            "\n== Speedup: every build variant of every fixture, interleaved (fixtures/suite)"
+        );
+        ensure_debian_packages(&[
+            ("llvm-profdata-22", "llvm-22"),
+            ("llvm-profgen-22", "llvm-22"),
+            ("clang-22", "clang-22"),
+            ("ld.lld-22", "lld-22"),
+            ("llvm-bolt-22", "bolt-22"),
+        ])?;
+        let out = root.join("target/bench");
+        std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        let mut cmd = Command::new(root.join("target/release/speedup-bench"));
+        cmd.current_dir(&root)
+            .env("PATH", &path)
+            .env("GOTOOLCHAIN", "local")
+            .arg(&pgo)
+            .arg("--json")
+            .arg(out.join("speedup.json"))
+            .arg("--markdown")
+            .arg(out.join("speedup.md"));
+        if quick {
+            cmd.arg("--quick");
+        } else {
+            cmd.args(["--reps", "5"]);
+        }
+        for f in args
+            .iter()
+            .skip_while(|a| *a != "--fixture")
+            .take(2)
+            .skip(1)
+        {
+            cmd.args(["--fixture", f]);
+        }
+        run(&mut cmd)?;
+    }
     if matches!(which, "all" | "dogfood") {
         eprintln!("\n== Dogfood: pgo built through pgo apply with its own profile, against plain");
         dogfood_bench(if quick { 3 } else { 5 })?;

