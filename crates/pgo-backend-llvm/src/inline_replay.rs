@@ -9,6 +9,7 @@
 //! are replayed; other call sites in them fall back to LLVM's own advice
 //! (`--cgscc-inline-replay-fallback=Original`).
 
+use crate::names::NameMap;
 use pgo_decide::Decisions;
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -25,14 +26,25 @@ pub fn llvm_args(file: &str) -> Vec<String> {
 
 /// The replay file for the inline decisions of `decisions` whose caller and callee have
 /// linkage names, and how many sites it holds.
-pub fn write(decisions: &Decisions) -> (String, usize) {
+pub fn write(decisions: &Decisions, rename: Option<&NameMap>) -> (String, usize) {
     let mut sites = BTreeSet::new();
     for d in &decisions.inline {
-        let (caller, callee) = (&d.caller.linkage_name, &d.callee.linkage_name);
-        if caller.is_empty() || callee.is_empty() || d.site.line_offset < 0 {
+        let names = |n: &str| -> Vec<String> {
+            match rename {
+                Some(r) => r.names(n).into_iter().map(str::to_string).collect(),
+                None => vec![n.to_string()],
+            }
+        };
+        if d.site.line_offset < 0 {
             continue;
         }
-        sites.insert((caller.clone(), d.site.line_offset, callee.clone()));
+        for caller in names(&d.caller.linkage_name) {
+            for callee in names(&d.callee.linkage_name) {
+                if !caller.is_empty() && !callee.is_empty() {
+                    sites.insert((caller.clone(), d.site.line_offset, callee));
+                }
+            }
+        }
     }
     let mut text = String::new();
     for (caller, off, callee) in &sites {

@@ -16,6 +16,7 @@
 
 pub mod block_counts;
 pub mod inline_replay;
+pub mod names;
 pub mod sample_profile;
 pub mod symbol_order;
 
@@ -57,7 +58,11 @@ struct Files {
     notes: Vec<String>,
 }
 
-fn write_files(request: &Request<'_>, parts: Parts) -> Result<Files, String> {
+fn write_files(
+    request: &Request<'_>,
+    parts: Parts,
+    rename: Option<&names::NameMap>,
+) -> Result<Files, String> {
     let mut files = Files {
         sample_profile: None,
         inline_replay: None,
@@ -72,7 +77,10 @@ fn write_files(request: &Request<'_>, parts: Parts) -> Result<Files, String> {
         Ok(path.to_string_lossy().into_owned())
     };
     if parts.sample_profile {
-        let mut options = sample_profile::Options::default();
+        let mut options = sample_profile::Options {
+            rename: rename.cloned(),
+            ..Default::default()
+        };
         if parts.inline_contexts {
             options.inline_contexts = request
                 .decisions
@@ -137,7 +145,7 @@ fn write_files(request: &Request<'_>, parts: Parts) -> Result<Files, String> {
         files.sample_profile = Some(path);
     }
     if parts.inline_replay {
-        let (text, sites) = inline_replay::write(request.decisions);
+        let (text, sites) = inline_replay::write(request.decisions, rename);
         if sites > 0 {
             let path = write("inline-replay.txt", &text)?;
             files.artifacts.push(Artifact {
@@ -149,7 +157,7 @@ fn write_files(request: &Request<'_>, parts: Parts) -> Result<Files, String> {
         }
     }
     if parts.function_order {
-        let (text, symbols) = symbol_order::write(request.decisions);
+        let (text, symbols) = symbol_order::write(request.decisions, rename);
         if symbols > 0 {
             let path = write("symbol-order.txt", &text)?;
             files.artifacts.push(Artifact {
@@ -184,8 +192,9 @@ pub fn rust_mangling(profile: &pgo_profile::Profile) -> Option<&'static str> {
 }
 
 /// The share of the profile's samples in the program itself (its busiest mapping) whose
-/// physical function exists by name in `binary`: whether the names of the profile match the
-/// new build. Samples in shared libraries do not count.
+/// physical function exists by name in `binary` (as a symbol, or declared in its DWARF when
+/// inlined everywhere): whether the names of the profile match the new build. Samples in
+/// shared libraries do not count.
 ///
 /// Functions we decided to inline count as matched when they are gone: the new build inlined
 /// them everywhere, as asked.
@@ -193,9 +202,19 @@ pub fn name_match_percent(
     profile: &pgo_profile::Profile,
     decisions: &pgo_decide::Decisions,
     binary: &Path,
+    rename: Option<&names::NameMap>,
 ) -> Result<f64, String> {
+    let all_names = |n: &str| -> Vec<String> {
+        match rename {
+            Some(r) => r.names(n).into_iter().map(str::to_string).collect(),
+            None => vec![n.to_string()],
+        }
+    };
     let bin = pgo_binary::Binary::open(binary).map_err(|e| format!("{}: {e}", binary.display()))?;
     let mut names: FxHashSet<&str> = bin.functions().iter().map(|f| f.name.as_str()).collect();
+    // Functions the new build inlined everywhere have no symbol, but its DWARF declares them.
+    let declared = pgo_symbolize::subprograms(binary).unwrap_or_default();
+    names.extend(declared.iter().map(|s| s.linkage_name.as_str()));
     names.extend(
         decisions
             .inline
@@ -235,7 +254,10 @@ pub fn name_match_percent(
         };
         let w = s.value.get(index).copied().unwrap_or(0);
         all += w;
-        if names.contains(view.str(f.system_name)) {
+        if all_names(view.str(f.system_name))
+            .iter()
+            .any(|n| names.contains(n.as_str()))
+        {
             matched += w;
         }
     }
@@ -246,8 +268,12 @@ pub fn name_match_percent(
     })
 }
 
-fn match_note(request: &Request<'_>, binary: &Path) -> Result<Plan, String> {
-    let percent = name_match_percent(request.profile, request.decisions, binary)?;
+fn match_note(
+    request: &Request<'_>,
+    binary: &Path,
+    rename: Option<&names::NameMap>,
+) -> Result<Plan, String> {
+    let percent = name_match_percent(request.profile, request.decisions, binary, rename)?;
     let mut plan = Plan::default();
     plan.notes.push(format!(
         "{percent:.1}% of the profile's samples are in functions that exist by name in {}",
@@ -265,9 +291,39 @@ fn match_note(request: &Request<'_>, binary: &Path) -> Result<Plan, String> {
 
 /// rustc: `RUSTC_BOOTSTRAP=1`, `-Zprofile-sample-use`, inline replay through `-Cllvm-args`,
 /// the order through the linker (rustc 1.95 links with its bundled lld).
+///
+/// The build uses v0 symbol mangling (see [`names`] for why legacy names cannot work); a
+/// profile of a legacy-mangled build (any plain `cargo build --release`) needs the names of a
+/// build of these sources with these flags: `names_from` is such a binary
+/// ([`Rustc::names_build_env`] is the environment to build it with).
 #[derive(Debug, Clone, Default)]
 pub struct Rustc {
     pub parts: Parts,
+    pub names_from: Option<std::path::PathBuf>,
+}
+
+/// The flags every rustc build of ours gets, with or without a profile.
+const RUSTC_FLAGS: [&str; 2] = ["-Zdebug-info-for-profiling", "-Csymbol-mangling-version=v0"];
+
+impl Rustc {
+    /// Whether the profile's names come from a legacy-mangled build, so a names build is needed.
+    pub fn needs_names_build(profile: &pgo_profile::Profile) -> bool {
+        rust_mangling(profile) == Some("legacy")
+    }
+
+    /// The environment of the names build: our flags without the profile.
+    pub fn names_build_env() -> Vec<EnvEdit> {
+        vec![
+            EnvEdit::Set {
+                name: "RUSTC_BOOTSTRAP".into(),
+                value: "1".into(),
+            },
+            EnvEdit::AppendFlags {
+                name: "RUSTFLAGS".into(),
+                flags: RUSTC_FLAGS.iter().map(|f| f.to_string()).collect(),
+            },
+        ]
+    }
 }
 
 impl Backend for Rustc {
@@ -287,27 +343,45 @@ impl Backend for Rustc {
                 }
             ));
         }
-        let files = write_files(request, self.parts)?;
-        let mut flags = Vec::new();
+        let mut notes = Vec::new();
+        let rename = match (&self.names_from, rust_mangling(request.profile)) {
+            (Some(binary), _) => {
+                let map = names::NameMap::build(request.profile, binary)?;
+                notes.push(format!(
+                    "names: {} functions of the profile renamed to {}'s v0 names, {} the same, \
+                     {} not found",
+                    map.mapped,
+                    binary.display(),
+                    map.same,
+                    map.unmapped
+                ));
+                Some(map)
+            }
+            (None, Some("legacy")) => {
+                notes.push(
+                    "the profile has legacy-mangled names, which LLVM cannot match (it cuts \
+                     names at the first '.'): without a names build, most functions get no profile"
+                        .into(),
+                );
+                None
+            }
+            (None, None) => {
+                notes.push(
+                    "the profile has no Rust symbol names (legacy or v0); nothing will match a \
+                     Rust build"
+                        .into(),
+                );
+                None
+            }
+            (None, Some(_)) => None,
+        };
+        let files = write_files(request, self.parts, rename.as_ref())?;
+        notes.extend(files.notes);
+        let mut flags: Vec<String> = Vec::new();
         if let Some(p) = &files.sample_profile {
             flags.push(format!("-Zprofile-sample-use={p}"));
-            flags.push("-Zdebug-info-for-profiling".into());
         }
-        // Symbol names must match the profiled build's: RUSTC_BOOTSTRAP=1 switches rustc's
-        // default mangling to v0, so say which one the profile's names use.
-        let mut notes = files.notes;
-        match rust_mangling(request.profile) {
-            Some("legacy") => {
-                flags.push("-Csymbol-mangling-version=legacy".into());
-                flags.push("-Zunstable-options".into());
-            }
-            Some(_) => flags.push("-Csymbol-mangling-version=v0".into()),
-            None => notes.push(
-                "the profile has no Rust symbol names (legacy or v0); nothing will match a Rust \
-                 build"
-                    .into(),
-            ),
-        }
+        flags.extend(RUSTC_FLAGS.iter().map(|f| f.to_string()));
         if let Some(p) = &files.inline_replay {
             for arg in inline_replay::llvm_args(p) {
                 flags.push(format!("-Cllvm-args={arg}"));
@@ -335,7 +409,11 @@ impl Backend for Rustc {
     }
 
     fn after_build(&self, request: &Request<'_>, binary: &Path) -> Result<Plan, String> {
-        match_note(request, binary)
+        let rename = match &self.names_from {
+            Some(names_binary) => Some(names::NameMap::build(request.profile, names_binary)?),
+            None => None,
+        };
+        match_note(request, binary, rename.as_ref())
     }
 }
 
@@ -362,7 +440,7 @@ impl Backend for Clang {
                 }
             ));
         }
-        let files = write_files(request, self.parts)?;
+        let files = write_files(request, self.parts, None)?;
         let mut cflags = Vec::new();
         if let Some(p) = &files.sample_profile {
             cflags.push(format!("-fprofile-sample-use={p}"));
@@ -419,6 +497,6 @@ impl Backend for Clang {
     }
 
     fn after_build(&self, request: &Request<'_>, binary: &Path) -> Result<Plan, String> {
-        match_note(request, binary)
+        match_note(request, binary, None)
     }
 }

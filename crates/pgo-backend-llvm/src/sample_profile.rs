@@ -42,6 +42,8 @@ pub struct Options {
     /// Execution counts from the profiled binary's code ([`crate::block_counts`]): when set,
     /// line counts are executions (block counts inferred from IP samples), not time.
     pub block_counts: Option<crate::block_counts::BlockCounts>,
+    /// The new build's names for the profile's functions (see [`crate::names`]).
+    pub rename: Option<crate::names::NameMap>,
 }
 
 /// What went into a sample profile: figures a person can check.
@@ -157,13 +159,23 @@ pub fn write(profile: &Profile, options: &Options) -> Result<(String, Summary), 
     }
 
     let mut text = String::new();
+    // The new build's names (several for a generic function whose instance the profiled
+    // build's name does not say): a record for each.
+    let names = |n: &str| -> Vec<String> {
+        match &options.rename {
+            Some(map) => map.names(n).into_iter().map(str::to_string).collect(),
+            None => vec![n.to_string()],
+        }
+    };
     for (name, record) in &top {
         if record.total == 0 {
             continue;
         }
-        summary.functions += 1;
-        let _ = writeln!(text, "{name}:{}:{}", record.total, record.head);
-        emit_body(&mut text, record, 1, &mut summary);
+        for name in names(name) {
+            summary.functions += 1;
+            let _ = writeln!(text, "{name}:{}:{}", record.total, record.head);
+            emit_body(&mut text, record, 1, &mut summary, &names);
+        }
     }
     Ok((text, summary))
 }
@@ -317,7 +329,13 @@ fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, op
     }
 }
 
-fn emit_body(text: &mut String, record: &Record, depth: usize, summary: &mut Summary) {
+fn emit_body(
+    text: &mut String,
+    record: &Record,
+    depth: usize,
+    summary: &mut Summary,
+    names: &dyn Fn(&str) -> Vec<String>,
+) {
     let indent = " ".repeat(depth);
     // Lines and call sites interleaved by offset, as LLVM writes them.
     let mut offsets: Vec<u32> = record
@@ -332,7 +350,10 @@ fn emit_body(text: &mut String, record: &Record, depth: usize, summary: &mut Sum
         if let Some(line) = record.body.get(&off) {
             let _ = write!(text, "{indent}{off}: {}", line.samples);
             for (target, count) in &line.targets {
-                let _ = write!(text, " {target}:{count}");
+                // A call target is one function: the first instance.
+                if let Some(target) = names(target).first() {
+                    let _ = write!(text, " {target}:{count}");
+                }
             }
             text.push('\n');
         }
@@ -341,12 +362,14 @@ fn emit_body(text: &mut String, record: &Record, depth: usize, summary: &mut Sum
                 if nested.total == 0 {
                     continue;
                 }
-                summary.inlined_records += 1;
-                if nested.decided {
-                    summary.decided_contexts += 1;
+                for callee in names(callee) {
+                    summary.inlined_records += 1;
+                    if nested.decided {
+                        summary.decided_contexts += 1;
+                    }
+                    let _ = writeln!(text, "{indent}{off}: {callee}:{}", nested.total);
+                    emit_body(text, nested, depth + 1, summary, names);
                 }
-                let _ = writeln!(text, "{indent}{off}: {callee}:{}", nested.total);
-                emit_body(text, nested, depth + 1, summary);
             }
         }
     }

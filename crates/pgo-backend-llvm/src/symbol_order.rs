@@ -3,17 +3,24 @@
 //! order, one linkage name per line, hottest cluster first. Functions not listed keep the
 //! linker's order after them.
 
+use crate::names::NameMap;
 use pgo_decide::Decisions;
 use std::collections::HashSet;
 
 /// The ordering file's text and the number of symbols in it.
-pub fn write(decisions: &Decisions) -> (String, usize) {
+pub fn write(decisions: &Decisions, rename: Option<&NameMap>) -> (String, usize) {
     let mut seen = HashSet::new();
     let mut text = String::new();
     for f in &decisions.layout.function_order {
-        if !f.linkage_name.is_empty() && seen.insert(f.linkage_name.as_str()) {
-            text.push_str(&f.linkage_name);
-            text.push('\n');
+        let names = match rename {
+            Some(r) => r.names(&f.linkage_name),
+            None => vec![f.linkage_name.as_str()],
+        };
+        for name in names {
+            if !name.is_empty() && seen.insert(name) {
+                text.push_str(name);
+                text.push('\n');
+            }
         }
     }
     (text, seen.len())

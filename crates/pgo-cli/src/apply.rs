@@ -96,7 +96,11 @@ fn default_backend(command: &[String]) -> &'static str {
     }
 }
 
-fn backend_for(a: &ApplyArgs, name: &str) -> Result<Box<dyn Backend>, Error> {
+fn backend_for(
+    a: &ApplyArgs,
+    name: &str,
+    names_from: Option<PathBuf>,
+) -> Result<Box<dyn Backend>, Error> {
     let parts = pgo_backend_llvm::Parts {
         sample_profile: true,
         block_counts: !a.no_block_counts,
@@ -105,7 +109,7 @@ fn backend_for(a: &ApplyArgs, name: &str) -> Result<Box<dyn Backend>, Error> {
         function_order: !a.no_function_order,
     };
     Ok(match name {
-        "rustc" => Box::new(pgo_backend_llvm::Rustc { parts }),
+        "rustc" => Box::new(pgo_backend_llvm::Rustc { parts, names_from }),
         "clang" => Box::new(pgo_backend_llvm::Clang { parts }),
         "go" => Box::new(pgo_backend_go::Go),
         "bolt" => Box::new(pgo_backend_bolt::Bolt::default()),
@@ -187,7 +191,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
         .backend
         .clone()
         .unwrap_or_else(|| default_backend(&a.command).to_string());
-    let backend = backend_for(&a, &backend_name)?;
+    let mut backend = backend_for(&a, &backend_name, None)?;
 
     // The profile. Missing or corrupt is an error, unless the user asked to build without.
     let profile = match load_merged(&a.profiles, &a.input, &[]) {
@@ -290,6 +294,54 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
         workdir: workdir.clone(),
         output_binary: output_binary.clone(),
     };
+    // A profile of a legacy-mangled build (any plain release build) names functions in a way
+    // LLVM cannot match; the names of a build of these sources with our flags can (v0). Build
+    // once without the profile to learn them, then with it.
+    if backend.name() == "rustc"
+        && pgo_backend_llvm::Rustc::needs_names_build(&profile)
+        && !a.dry_run
+        && !a.command.is_empty()
+    {
+        eprintln!(
+            "pgo: names build: the profile's Rust names are legacy-mangled, which LLVM cannot \
+             match; building once without the profile to learn this build's v0 names"
+        );
+        let env = |k: &str| std::env::var(k).ok();
+        let host = pgo_apply::rustflags::Host::detect(&workdir, &env)
+            .map_err(|e| Error::new("rustc", e))?;
+        let merged = pgo_apply::rustflags::merged_env(
+            &pgo_backend_llvm::Rustc::names_build_env(),
+            &workdir,
+            &env,
+            &host,
+        )
+        .map_err(|e| Error::new(&workdir, e))?;
+        let code = run_build(&a.command, Some(&merged), a.json)?;
+        if code != 0 {
+            eprintln!("pgo: the names build failed (exit {code})");
+            return Ok(code);
+        }
+        let built = output_binary
+            .as_deref()
+            .filter(|p| p.exists())
+            .ok_or_else(|| {
+                Error::new(
+                    output_binary
+                        .as_deref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| "the built binary".into()),
+                    "the names build produced no binary here; give --output-binary BIN",
+                )
+            })?;
+        // The build with the profile overwrites it: keep a copy.
+        let copy = out_dir
+            .join("names-build")
+            .join(built.file_name().unwrap_or_default());
+        std::fs::create_dir_all(copy.parent().unwrap_or(&out_dir))
+            .and_then(|()| std::fs::copy(built, &copy))
+            .map_err(|e| Error::new(&copy, e.to_string()))?;
+        backend = backend_for(&a, "rustc", Some(copy))?;
+    }
     let request = Request {
         decisions: &decisions,
         profile: &profile,

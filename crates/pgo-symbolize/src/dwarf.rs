@@ -292,3 +292,83 @@ fn push_path(path: &mut String, component: &str) {
         path.push_str(component);
     }
 }
+
+/// A function as the DWARF of an object declares it: every `DW_TAG_subprogram` with a
+/// linkage name, whether it was emitted out of line, only inlined, or both.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Subprogram {
+    pub linkage_name: String,
+    /// `DW_AT_name`: the short name (`eval`, `{closure#0}`, `main`).
+    pub name: String,
+    /// The declaring file, built as the line table's paths are.
+    pub decl_file: String,
+    pub decl_line: u32,
+}
+
+/// Every function the DWARF of the ELF file at `path` declares with a linkage name, sorted
+/// and without duplicates. What a later build calls the functions a profile names: a rebuild
+/// can mangle names differently (legacy and v0), and its inline-only functions have no symbol.
+pub fn subprograms(path: &std::path::Path) -> Result<Vec<Subprogram>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dwarf = load_dwarf(&file).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    let mut headers = dwarf.units();
+    while let Ok(Some(header)) = headers.next() {
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
+        let unit_ref = gimli::UnitRef::new(&dwarf, &unit);
+        let mut entries = unit.entries();
+        while let Ok(Some(entry)) = entries.next_dfs() {
+            if entry.tag() != gimli::DW_TAG_subprogram {
+                continue;
+            }
+            // What the entry lacks (a concrete instance keeps its declaration's name, file
+            // and line behind DW_AT_specification or DW_AT_abstract_origin) comes from the
+            // entry it points to, in the same unit as rustc and clang write them.
+            let linked = [gimli::DW_AT_specification, gimli::DW_AT_abstract_origin]
+                .into_iter()
+                .find_map(|link| match entry.attr_value(link) {
+                    Some(gimli::AttributeValue::UnitRef(offset)) => unit.entry(offset).ok(),
+                    _ => None,
+                });
+            let attr = |name| {
+                entry
+                    .attr_value(name)
+                    .or_else(|| linked.as_ref().and_then(|l| l.attr_value(name)))
+            };
+            let string = |name| {
+                attr(name)
+                    .and_then(|v| unit_ref.attr_string(v).ok())
+                    .and_then(|s| s.to_string_lossy().ok().map(|s| s.into_owned()))
+            };
+            let Some(linkage_name) = string(gimli::DW_AT_linkage_name)
+                .or_else(|| string(gimli::DW_AT_MIPS_linkage_name))
+            else {
+                continue;
+            };
+            let Some(decl_line) = attr(gimli::DW_AT_decl_line)
+                .and_then(|v| v.udata_value())
+                .and_then(|l| u32::try_from(l).ok())
+            else {
+                continue;
+            };
+            let decl_file = match attr(gimli::DW_AT_decl_file) {
+                Some(gimli::AttributeValue::FileIndex(index)) => file_path(unit_ref, index),
+                Some(value) => value.udata_value().and_then(|i| file_path(unit_ref, i)),
+                None => None,
+            }
+            .unwrap_or_default();
+            out.push(Subprogram {
+                linkage_name,
+                name: string(gimli::DW_AT_name).unwrap_or_default(),
+                decl_file,
+                decl_line,
+            });
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}

@@ -48,6 +48,7 @@ mod symbolizer;
 mod symbols;
 
 pub use demangle::demangle;
+pub use dwarf::{Subprogram, subprograms};
 pub use error::Error;
 pub use mapping::{MappingKind, MapsEntry, SpecialMapping};
 pub use object_info::{DebugLink, LoadSegment, ObjectInfo};
