@@ -8,8 +8,8 @@
 //! - `plain`: the release build as it is (`cargo build --release`, `clang-22 -O2 -g`,
 //!   `go build`);
 //! - `control` (Rust): pgo's compiler flags without a profile (`RUSTC_BOOTSTRAP=1`,
-//!   `-Zdebug-info-for-profiling -Csymbol-mangling-version=legacy -Zunstable-options`), which
-//!   separates the profile's effect from the flags';
+//!   `-Zdebug-info-for-profiling -Csymbol-mangling-version=v0`), which separates the
+//!   profile's effect from the flags';
 //! - `instr` (Rust, C): instrumentation PGO, the cargo-pgo method (`-Cprofile-generate`, run
 //!   `train`, `llvm-profdata-22 merge`, `-Cprofile-use`; clang's `-fprofile-instr-*`);
 //! - `profgen` (Rust): sampling AutoFDO without branch records: `perf record -e cpu-clock`
@@ -65,8 +65,13 @@ const ALL_FIXTURES: [&str; 6] = [
 ];
 const QUICK_FIXTURES: [&str; 3] = ["interp", "parser", "c-sort"];
 
-/// pgo's Rust flags without a profile: the `control` build, and `profgen`'s besides its profile.
-const OUR_RUSTFLAGS: &str =
+/// pgo's Rust flags without a profile: the `control` build.
+const OUR_RUSTFLAGS: &str = "-Zdebug-info-for-profiling -Csymbol-mangling-version=v0";
+
+/// `profgen`'s flags besides its profile: llvm-profgen names functions as the profiled (plain,
+/// legacy-mangled) binary does, so its build keeps legacy mangling: its names match where
+/// LLVM can match legacy names at all (those without a '.'; see pgo-backend-llvm's names.rs).
+const PROFGEN_RUSTFLAGS: &str =
     "-Zdebug-info-for-profiling -Csymbol-mangling-version=legacy -Zunstable-options";
 
 /// Variables of the caller's environment that would change what a build does.
@@ -520,22 +525,6 @@ fn profgen_profile(plain: &Path, dir: &Path) -> Result<(PathBuf, String), String
     ))
 }
 
-/// The share of `profile`'s sample weight in functions whose names `binary` has: whether a
-/// build with these flags can match the profile's names at all.
-fn names_found(profile: &Path, binary: &Path) -> Option<f64> {
-    let functions = profile_functions(&std::fs::read_to_string(profile).ok()?);
-    let bin = pgo_binary::Binary::open(binary).ok()?;
-    let names: std::collections::HashSet<&str> =
-        bin.functions().iter().map(|f| f.name.as_str()).collect();
-    let total: u64 = functions.values().sum();
-    let found: u64 = functions
-        .iter()
-        .filter(|(n, _)| names.contains(n.as_str()))
-        .map(|(_, t)| t)
-        .sum();
-    (total > 0).then(|| 100.0 * found as f64 / total as f64)
-}
-
 /// `pgo collect` of `binary train` into `out`.
 fn pgo_collect(pgo: &Path, binary: &Path, out: &Path, log: &Path) -> Result<f64, String> {
     run_timed(
@@ -661,7 +650,6 @@ fn build_rust(pgo: &Path, fx: &Fixture, r: &mut FixtureResult) {
     r.variants.push(variant("plain", plain));
     p.step("building control");
     let control = fx.cargo_build(&fx.builds.join("control"), &rustflags(OUR_RUSTFLAGS));
-    let control_bin = control.clone().ok();
     r.variants.push(variant("control", control));
     p.step("building instr (instrument, train, merge, rebuild)");
     r.variants.push(variant("instr", instr_rust(fx)));
@@ -675,21 +663,17 @@ fn build_rust(pgo: &Path, fx: &Fixture, r: &mut FixtureResult) {
     let profgen = fresh_dir(&dir)
         .and_then(|()| profgen_profile(&plain, &dir))
         .and_then(|(prof, note)| {
-            let found = control_bin
-                .as_deref()
-                .and_then(|c| names_found(&prof, c))
-                .map(|f| format!("; {f:.1}% of its weight in names the control build has"))
-                .unwrap_or_default();
             r.notes.push(format!(
                 "profgen: IP-only AutoFDO (perf record -e cpu-clock -F 999, no -g, on train; \
                  llvm-profgen-22 --unsymbolized-profile), built with -Zprofile-sample-use and \
-                 -Csymbol-mangling-version=legacy like pgo's builds, so that the names match: \
-                 the fair comparison. {note}{found}."
+                 -Csymbol-mangling-version=legacy, so that its names (the plain binary's) are \
+                 spelled as the build spells them; LLVM still matches only those without a \
+                 '.' (pgo's builds use v0 names and map them). {note}."
             ));
             fx.cargo_build(
                 &fx.builds.join("profgen"),
                 &rustflags(&format!(
-                    "-Zprofile-sample-use={} {OUR_RUSTFLAGS}",
+                    "-Zprofile-sample-use={} {PROFGEN_RUSTFLAGS}",
                     prof.display()
                 )),
             )

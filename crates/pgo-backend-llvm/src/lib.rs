@@ -302,6 +302,9 @@ pub struct Rustc {
     pub names_from: Option<std::path::PathBuf>,
 }
 
+/// LLVM's profile inference for the blocks a sample profile leaves without counts.
+const PROFI: &str = "-sample-profile-use-profi";
+
 /// The flags every rustc build of ours gets, with or without a profile.
 const RUSTC_FLAGS: [&str; 2] = ["-Zdebug-info-for-profiling", "-Csymbol-mangling-version=v0"];
 
@@ -380,6 +383,10 @@ impl Backend for Rustc {
         let mut flags: Vec<String> = Vec::new();
         if let Some(p) = &files.sample_profile {
             flags.push(format!("-Zprofile-sample-use={p}"));
+            // Block counts the profile cannot give directly (lines the new build splits into
+            // blocks differently) are inferred by flow (profi), not left at zero: measured
+            // to turn the parser fixture's regression into a gain (BENCHMARKS.md).
+            flags.push(format!("-Cllvm-args={PROFI}"));
         }
         flags.extend(RUSTC_FLAGS.iter().map(|f| f.to_string()));
         if let Some(p) = &files.inline_replay {
@@ -445,6 +452,8 @@ impl Backend for Clang {
         if let Some(p) = &files.sample_profile {
             cflags.push(format!("-fprofile-sample-use={p}"));
             cflags.push("-fdebug-info-for-profiling".into());
+            cflags.push("-mllvm".into());
+            cflags.push(PROFI.into());
             // The sample loader matches instructions by their debug locations, so the build
             // needs debug info; but a later -g option replaces an earlier one, so add the
             // least only when the user asked for none.
