@@ -343,8 +343,10 @@ pub fn subprograms(path: &std::path::Path) -> Result<Vec<Subprogram>, String> {
                     .and_then(|v| unit_ref.attr_string(v).ok())
                     .and_then(|s| s.to_string_lossy().ok().map(|s| s.into_owned()))
             };
+            // C functions have no linkage name: their name is the symbol's.
             let Some(linkage_name) = string(gimli::DW_AT_linkage_name)
                 .or_else(|| string(gimli::DW_AT_MIPS_linkage_name))
+                .or_else(|| string(gimli::DW_AT_name))
             else {
                 continue;
             };
