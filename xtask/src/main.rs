@@ -357,9 +357,23 @@ fn refresh_profile() -> Result<(), String> {
     build_release(&["pgo-cli", "pgo-benches"])?;
     let dir = root.join("target/dogfood/refresh");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // The profiled pgo is built with pgo's own rustc flags (v0 symbol names), as a pgo-built
+    // production binary would be: its profile's names match the next build directly, so the
+    // CI build through `pgo apply` needs no names build.
+    let build_dir = root.join("target/dogfood/refresh-build");
+    run(Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet", "-p", "pgo-cli"])
+        .env("CARGO_TARGET_DIR", &build_dir)
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env_remove("RUSTFLAGS")
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            "-Zdebug-info-for-profiling\u{1f}-Csymbol-mangling-version=v0",
+        ))?;
     // A copy of the binary being profiled: the workload's input points into it.
     let binary = dir.join("pgo");
-    std::fs::copy(root.join("target/release/pgo"), &binary)
+    std::fs::copy(build_dir.join("release/pgo"), &binary)
         .map_err(|e| format!("{}: {e}", binary.display()))?;
     let input = dogfood_input(&binary, &dir)?;
     let profile = root.join(SELF_PROFILE);
