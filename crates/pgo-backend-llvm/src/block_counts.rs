@@ -24,9 +24,6 @@ use std::path::Path;
 /// Counts are "samples per instruction"; scaled so rounding to integers keeps precision.
 const SCALE: f64 = 100.0;
 
-/// Addresses from here up are the kernel's.
-const KERNEL_START: u64 = 0xffff_8000_0000_0000;
-
 /// Per physical function (linkage name), a record of its execution counts by line, with its
 /// inline frames as nested records.
 #[derive(Debug, Clone, Default)]
@@ -45,25 +42,9 @@ impl BlockCounts {
     /// samples), which must still be on disk with the build ID the profile recorded.
     pub fn from_profile(profile: &Profile, index: usize) -> Result<BlockCounts, String> {
         let view = ProfileView::new(profile);
-        let leaf = |s: &pgo_profile::proto::Sample| {
-            s.location_id
-                .iter()
-                .filter_map(|id| view.location(*id))
-                .find(|l| l.address < KERNEL_START)
-        };
-        let mut per_mapping: FxHashMap<u64, i64> = FxHashMap::default();
-        for s in &profile.sample {
-            if let Some(l) = leaf(s)
-                && l.mapping_id != 0
-            {
-                *per_mapping.entry(l.mapping_id).or_default() += 1;
-            }
-        }
-        let (main, _) = per_mapping
-            .iter()
-            .max_by_key(|(id, n)| (**n, **id))
+        let mapping = view
+            .main_mapping()
             .ok_or("the profile has no addresses in a mapped file")?;
-        let mapping = view.mapping(*main).ok_or("no main mapping")?;
         let file = view.str(mapping.filename);
         let build_id = view.str(mapping.build_id);
         let path = Path::new(file);
@@ -74,18 +55,19 @@ impl BlockCounts {
                 binary.build_id()
             ));
         }
-        let info = pgo_symbolize::ObjectInfo::read(path).map_err(|e| format!("{file}: {e}"))?;
         let mut symbolizer = pgo_symbolize::Symbolizer::new();
         let object = symbolizer
             .load(path, build_id)
             .map_err(|e| format!("{file}: {e}"))?;
+        // The file as loaded for symbolization: its segments map sample addresses.
+        let info = symbolizer.object(object).info();
 
         // Leaf samples by function, at file addresses.
         let mut per_function: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
         let (mut in_program, mut covered) = (0u64, 0u64);
         for s in &profile.sample {
-            let Some(l) = leaf(s) else { continue };
-            if l.mapping_id != *main {
+            let Some(l) = view.user_leaf(s) else { continue };
+            if l.mapping_id != mapping.id {
                 continue;
             }
             let w = s.value.get(index).copied().unwrap_or(0).max(0) as u64;

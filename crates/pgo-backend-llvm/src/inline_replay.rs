@@ -9,7 +9,7 @@
 //! are replayed; other call sites in them fall back to LLVM's own advice
 //! (`--cgscc-inline-replay-fallback=Original`).
 
-use crate::names::NameMap;
+use crate::names::{NameMap, names_in};
 use pgo_decide::Decisions;
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -29,19 +29,13 @@ pub fn llvm_args(file: &str) -> Vec<String> {
 pub fn write(decisions: &Decisions, rename: Option<&NameMap>) -> (String, usize) {
     let mut sites = BTreeSet::new();
     for d in &decisions.inline {
-        let names = |n: &str| -> Vec<String> {
-            match rename {
-                Some(r) => r.names(n).into_iter().map(str::to_string).collect(),
-                None => vec![n.to_string()],
-            }
-        };
         if d.site.line_offset < 0 {
             continue;
         }
-        for caller in names(&d.caller.linkage_name) {
-            for callee in names(&d.callee.linkage_name) {
+        for caller in names_in(rename, &d.caller.linkage_name) {
+            for callee in names_in(rename, &d.callee.linkage_name) {
                 if !caller.is_empty() && !callee.is_empty() {
-                    sites.insert((caller.clone(), d.site.line_offset, callee));
+                    sites.insert((caller.to_string(), d.site.line_offset, callee.to_string()));
                 }
             }
         }

@@ -204,12 +204,6 @@ pub fn name_match_percent(
     binary: &Path,
     rename: Option<&names::NameMap>,
 ) -> Result<f64, String> {
-    let all_names = |n: &str| -> Vec<String> {
-        match rename {
-            Some(r) => r.names(n).into_iter().map(str::to_string).collect(),
-            None => vec![n.to_string()],
-        }
-    };
     let bin = pgo_binary::Binary::open(binary).map_err(|e| format!("{}: {e}", binary.display()))?;
     let mut names: FxHashSet<&str> = bin.functions().iter().map(|f| f.name.as_str()).collect();
     // Functions the new build inlined everywhere have no symbol, but its DWARF declares them.
@@ -222,25 +216,12 @@ pub fn name_match_percent(
             .map(|d| d.callee.linkage_name.as_str()),
     );
     let view = ProfileView::new(profile);
-    let index = view
-        .sample_index(Some("samples/count"))
-        .or_else(|_| view.sample_index(None))?;
-    // The program is the mapping with the most samples; shared libraries do not count.
-    let mut per_mapping: std::collections::HashMap<u64, i64> = Default::default();
-    for s in &profile.sample {
-        if let Some(loc) = s.location_id.first().and_then(|id| view.location(*id))
-            && loc.mapping_id != 0
-        {
-            *per_mapping.entry(loc.mapping_id).or_default() += 1;
-        }
-    }
-    let main_mapping = per_mapping
-        .into_iter()
-        .max_by_key(|(id, n)| (*n, *id))
-        .map(|(id, _)| id);
+    let index = sample_profile::sample_count_index(&view)?;
+    // The program is the mapping most samples are in; shared libraries do not count.
+    let main_mapping = view.main_mapping().map(|m| m.id);
     let (mut matched, mut all) = (0i64, 0i64);
     for s in &profile.sample {
-        let Some(loc) = s.location_id.first().and_then(|id| view.location(*id)) else {
+        let Some(loc) = view.user_leaf(s) else {
             continue;
         };
         if main_mapping.is_some_and(|m| loc.mapping_id != m) {
@@ -254,9 +235,9 @@ pub fn name_match_percent(
         };
         let w = s.value.get(index).copied().unwrap_or(0);
         all += w;
-        if all_names(view.str(f.system_name))
+        if names::names_in(rename, view.str(f.system_name))
             .iter()
-            .any(|n| names.contains(n.as_str()))
+            .any(|n| names.contains(n))
         {
             matched += w;
         }
@@ -300,6 +281,8 @@ fn match_note(
 pub struct Rustc {
     pub parts: Parts,
     pub names_from: Option<std::path::PathBuf>,
+    /// The name map from `names_from`, made once for `plan` and `after_build`.
+    name_map: std::sync::OnceLock<names::NameMap>,
 }
 
 /// LLVM's profile inference for the blocks a sample profile leaves without counts.
@@ -309,6 +292,27 @@ const PROFI: &str = "-sample-profile-use-profi";
 const RUSTC_FLAGS: [&str; 2] = ["-Zdebug-info-for-profiling", "-Csymbol-mangling-version=v0"];
 
 impl Rustc {
+    pub fn new(parts: Parts, names_from: Option<std::path::PathBuf>) -> Rustc {
+        Rustc {
+            parts,
+            names_from,
+            name_map: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The map from the profile's names to `names_from`'s (the request's profile is the same
+    /// in `plan` and `after_build`, so it is built once).
+    fn name_map(&self, profile: &pgo_profile::Profile) -> Result<Option<&names::NameMap>, String> {
+        let Some(binary) = &self.names_from else {
+            return Ok(None);
+        };
+        if let Some(map) = self.name_map.get() {
+            return Ok(Some(map));
+        }
+        let map = names::NameMap::build(profile, binary)?;
+        Ok(Some(self.name_map.get_or_init(|| map)))
+    }
+
     /// Whether the profile's names come from a legacy-mangled build, so a names build is needed.
     pub fn needs_names_build(profile: &pgo_profile::Profile) -> bool {
         rust_mangling(profile) == Some("legacy")
@@ -347,9 +351,12 @@ impl Backend for Rustc {
             ));
         }
         let mut notes = Vec::new();
-        let rename = match (&self.names_from, rust_mangling(request.profile)) {
-            (Some(binary), _) => {
-                let map = names::NameMap::build(request.profile, binary)?;
+        let rename = match (
+            self.name_map(request.profile)?,
+            rust_mangling(request.profile),
+        ) {
+            (Some(map), _) => {
+                let binary = self.names_from.as_deref().unwrap_or(Path::new(""));
                 notes.push(format!(
                     "names: {} functions of the profile renamed to {}'s v0 names, {} the same, \
                      {} not found",
@@ -378,7 +385,7 @@ impl Backend for Rustc {
             }
             (None, Some(_)) => None,
         };
-        let files = write_files(request, self.parts, rename.as_ref())?;
+        let files = write_files(request, self.parts, rename)?;
         notes.extend(files.notes);
         let mut flags: Vec<String> = Vec::new();
         if let Some(p) = &files.sample_profile {
@@ -416,11 +423,7 @@ impl Backend for Rustc {
     }
 
     fn after_build(&self, request: &Request<'_>, binary: &Path) -> Result<Plan, String> {
-        let rename = match &self.names_from {
-            Some(names_binary) => Some(names::NameMap::build(request.profile, names_binary)?),
-            None => None,
-        };
-        match_note(request, binary, rename.as_ref())
+        match_note(request, binary, self.name_map(request.profile)?)
     }
 }
 

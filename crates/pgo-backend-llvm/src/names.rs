@@ -175,6 +175,14 @@ impl NameMap {
     }
 }
 
+/// The new build's names for `name`: through `map` when there is one, else `name` itself.
+pub fn names_in<'a>(map: Option<&'a NameMap>, name: &'a str) -> Vec<&'a str> {
+    match map {
+        Some(map) => map.names(name),
+        None => vec![name],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

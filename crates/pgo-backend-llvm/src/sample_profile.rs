@@ -19,8 +19,9 @@
 //! Counts are samples (time), not executions: a caller of a callee gets the callee's samples
 //! under that call as the call target's count, the same measure for every target of a site.
 
-use pgo_profile::ProfileView;
+use crate::names::{NameMap, names_in};
 use pgo_profile::proto::{Function, Location, Profile};
+use pgo_profile::{KERNEL_ADDRESS_START, ProfileView};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -28,9 +29,6 @@ use std::fmt::Write;
 /// A call to inline in the new build: (caller linkage name, call line offset, callee linkage
 /// name). Its samples from stacks through this call are nested under the call site.
 pub type InlineContext = (String, u32, String);
-
-/// Addresses from here up are the kernel's (x86-64 and aarch64 Linux).
-const KERNEL_START: u64 = 0xffff_8000_0000_0000;
 
 #[derive(Debug, Default, Clone)]
 pub struct Options {
@@ -132,7 +130,10 @@ pub fn write(profile: &Profile, options: &Options) -> Result<(String, Summary), 
         let user: Vec<&u64> = sample
             .location_id
             .iter()
-            .filter(|id| view.location(**id).is_none_or(|l| l.address < KERNEL_START))
+            .filter(|id| {
+                view.location(**id)
+                    .is_none_or(|l| l.address < KERNEL_ADDRESS_START)
+            })
             .collect();
         for id in user.iter().rev() {
             match location_steps.get(*id) {
@@ -161,20 +162,15 @@ pub fn write(profile: &Profile, options: &Options) -> Result<(String, Summary), 
     let mut text = String::new();
     // The new build's names (several for a generic function whose instance the profiled
     // build's name does not say): a record for each.
-    let names = |n: &str| -> Vec<String> {
-        match &options.rename {
-            Some(map) => map.names(n).into_iter().map(str::to_string).collect(),
-            None => vec![n.to_string()],
-        }
-    };
+    let rename = options.rename.as_ref();
     for (name, record) in &top {
         if record.total == 0 {
             continue;
         }
-        for name in names(name) {
+        for name in names_in(rename, name) {
             summary.functions += 1;
             let _ = writeln!(text, "{name}:{}:{}", record.total, record.head);
-            emit_body(&mut text, record, 1, &mut summary, &names);
+            emit_body(&mut text, record, 1, &mut summary, rename);
         }
     }
     Ok((text, summary))
@@ -287,37 +283,16 @@ fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, op
         let context = (innermost.name.clone(), off, callee.clone());
         if options.inline_contexts.contains(&context) {
             path.push((off, callee.clone()));
-            let record = top.entry(root.clone()).or_default();
-            let mut r = record;
-            for (i, (o, c)) in path.iter().enumerate() {
-                r = r
-                    .callsites
-                    .entry(*o)
-                    .or_default()
-                    .entry(c.clone())
-                    .or_default();
-                if i == path.len() - 1 {
-                    r.decided = true;
-                }
-            }
+            record_at(top, root, &path).decided = true;
             nested_in = Some(path);
         } else {
             // The call's samples count toward the caller's total (once per sample, however
             // often it recurs), so a function that mostly calls is not mistaken for a cold
             // one: LLVM skips records whose total is zero.
-            let credit = credited.insert(root.clone());
-            let mut r = top.entry(root.clone()).or_default();
-            if credit {
-                r.total += weight;
+            if credited.insert(root.clone()) {
+                top.entry(root.clone()).or_default().total += weight;
             }
-            for (o, c) in &path {
-                r = r
-                    .callsites
-                    .entry(*o)
-                    .or_default()
-                    .entry(c.clone())
-                    .or_default();
-            }
+            let r = record_at(top, root, &path);
             *r.body
                 .entry(off)
                 .or_default()
@@ -329,12 +304,31 @@ fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, op
     }
 }
 
+/// The record at `path` (call line offset, callee) below the top-level record `root`,
+/// created as needed.
+fn record_at<'t>(
+    top: &'t mut BTreeMap<String, Record>,
+    root: &str,
+    path: &[(u32, String)],
+) -> &'t mut Record {
+    let mut r = top.entry(root.to_string()).or_default();
+    for (off, callee) in path {
+        r = r
+            .callsites
+            .entry(*off)
+            .or_default()
+            .entry(callee.clone())
+            .or_default();
+    }
+    r
+}
+
 fn emit_body(
     text: &mut String,
     record: &Record,
     depth: usize,
     summary: &mut Summary,
-    names: &dyn Fn(&str) -> Vec<String>,
+    rename: Option<&NameMap>,
 ) {
     let indent = " ".repeat(depth);
     // Lines and call sites interleaved by offset, as LLVM writes them.
@@ -351,7 +345,7 @@ fn emit_body(
             let _ = write!(text, "{indent}{off}: {}", line.samples);
             for (target, count) in &line.targets {
                 // A call target is one function: the first instance.
-                if let Some(target) = names(target).first() {
+                if let Some(target) = names_in(rename, target).first() {
                     let _ = write!(text, " {target}:{count}");
                 }
             }
@@ -362,13 +356,13 @@ fn emit_body(
                 if nested.total == 0 {
                     continue;
                 }
-                for callee in names(callee) {
+                for callee in names_in(rename, callee) {
                     summary.inlined_records += 1;
                     if nested.decided {
                         summary.decided_contexts += 1;
                     }
                     let _ = writeln!(text, "{indent}{off}: {callee}:{}", nested.total);
-                    emit_body(text, nested, depth + 1, summary, names);
+                    emit_body(text, nested, depth + 1, summary, rename);
                 }
             }
         }

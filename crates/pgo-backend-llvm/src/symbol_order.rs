@@ -3,7 +3,7 @@
 //! order, one linkage name per line, hottest cluster first. Functions not listed keep the
 //! linker's order after them.
 
-use crate::names::NameMap;
+use crate::names::{NameMap, names_in};
 use pgo_decide::Decisions;
 use std::collections::HashSet;
 
@@ -12,11 +12,7 @@ pub fn write(decisions: &Decisions, rename: Option<&NameMap>) -> (String, usize)
     let mut seen = HashSet::new();
     let mut text = String::new();
     for f in &decisions.layout.function_order {
-        let names = match rename {
-            Some(r) => r.names(&f.linkage_name),
-            None => vec![f.linkage_name.as_str()],
-        };
-        for name in names {
+        for name in names_in(rename, &f.linkage_name) {
             if !name.is_empty() && seen.insert(name) {
                 text.push_str(name);
                 text.push('\n');

@@ -17,6 +17,10 @@ pub struct Frame<'a> {
     pub inlined: bool,
 }
 
+/// Addresses from here up are the kernel's (x86-64 and aarch64 Linux): a location there is
+/// kernel code a sample was taken in (a system call, an interrupt), not the program's.
+pub const KERNEL_ADDRESS_START: u64 = 0xffff_8000_0000_0000;
+
 /// A validated profile with its id tables resolved. Cheap to build; borrows the profile.
 pub struct ProfileView<'a> {
     pub profile: &'a Profile,
@@ -91,6 +95,30 @@ impl<'a> ProfileView<'a> {
             }
         }
         Ok(types.len() - 1)
+    }
+
+    /// A sample's innermost location outside the kernel: where the program itself was.
+    pub fn user_leaf(&self, sample: &'a Sample) -> Option<&'a Location> {
+        sample
+            .location_id
+            .iter()
+            .filter_map(|id| self.location(*id))
+            .find(|l| l.address < KERNEL_ADDRESS_START)
+    }
+
+    /// The mapping most samples' [user leaf](Self::user_leaf) lies in: the profiled program
+    /// (ties go to the higher id, so the answer is deterministic).
+    pub fn main_mapping(&self) -> Option<&'a Mapping> {
+        let mut samples: HashMap<u64, usize> = HashMap::default();
+        for s in &self.profile.sample {
+            if let Some(l) = self.user_leaf(s)
+                && l.mapping_id != 0
+            {
+                *samples.entry(l.mapping_id).or_default() += 1;
+            }
+        }
+        let (id, _) = samples.into_iter().max_by_key(|(id, n)| (*n, *id))?;
+        self.mapping(id)
     }
 
     /// The unit of sample value `index`, e.g. "nanoseconds".
