@@ -8,7 +8,7 @@ use pgo_graph::CallGraph;
 use pgo_profile::{Error, ProfileView};
 use serde_json::json;
 
-use crate::commands::{InputArgs, emit, emit_json, load_merged, sample_index, write_output};
+use crate::commands::{InputArgs, emit, emit_json, load, sample_index, write_output};
 
 #[derive(Args)]
 pub struct AnalyzeArgs {
@@ -42,13 +42,7 @@ pub fn analyze(a: AnalyzeArgs) -> Result<(), Error> {
             format!("--cdf {} must be in (0, 100]", a.cdf),
         ));
     }
-    let profile = load_merged(&a.profiles, &a.input, &[])?;
-    let filter = a.input.filter();
-    let profile = if filter.is_empty() {
-        profile
-    } else {
-        filter.apply(&profile)
-    };
+    let profile = load(&a.profiles, &a.input, &[])?;
     let view = ProfileView::new(&profile);
     let index = sample_index(&view, &a.input, &a.profiles)?;
     let decisions = make_decisions(&profile, index, a.binary.as_deref(), a.force, a.cdf)?;

@@ -8,7 +8,7 @@ use pgo_backend::{Backend, Language, Plan, Request, Target};
 use pgo_profile::{Error, ProfileView};
 use serde_json::json;
 
-use crate::commands::{InputArgs, emit, emit_json, load_merged, sample_index};
+use crate::commands::{InputArgs, emit, emit_json, load, sample_index};
 
 #[derive(Args)]
 pub struct ApplyArgs {
@@ -109,7 +109,7 @@ fn backend_for(
         function_order: !a.no_function_order,
     };
     Ok(match name {
-        "rustc" => Box::new(pgo_backend_llvm::Rustc { parts, names_from }),
+        "rustc" => Box::new(pgo_backend_llvm::Rustc::new(parts, names_from)),
         "clang" => Box::new(pgo_backend_llvm::Clang { parts }),
         "go" => Box::new(pgo_backend_go::Go),
         "bolt" => Box::new(pgo_backend_bolt::Bolt::default()),
@@ -128,19 +128,10 @@ fn backend_for(
     })
 }
 
-/// The profile's main binary (the mapping with the most samples) and its build ID.
+/// The profile's main binary (the mapping most samples are in) and its build ID.
 fn main_binary(profile: &pgo_profile::Profile) -> Option<(PathBuf, String)> {
     let view = ProfileView::new(profile);
-    let mut weight: std::collections::HashMap<u64, usize> = Default::default();
-    for s in &profile.sample {
-        if let Some(loc) = s.location_id.first().and_then(|id| view.location(*id))
-            && loc.mapping_id != 0
-        {
-            *weight.entry(loc.mapping_id).or_default() += 1;
-        }
-    }
-    let (id, _) = weight.into_iter().max_by_key(|(id, w)| (*w, *id))?;
-    let m = view.mapping(id)?;
+    let m = view.main_mapping()?;
     let file = view.str(m.filename);
     if file.is_empty() || file.starts_with('[') {
         return None;
@@ -194,7 +185,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
     let mut backend = backend_for(&a, &backend_name, None)?;
 
     // The profile. Missing or corrupt is an error, unless the user asked to build without.
-    let profile = match load_merged(&a.profiles, &a.input, &[]) {
+    let profile = match load(&a.profiles, &a.input, &[]) {
         Ok(p) => p,
         Err(e) if a.allow_missing => {
             eprintln!("pgo: WARNING: {e}");
@@ -212,12 +203,6 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
             return Ok(code);
         }
         Err(e) => return Err(e),
-    };
-    let filter = a.input.filter();
-    let profile = if filter.is_empty() {
-        profile
-    } else {
-        filter.apply(&profile)
     };
     let view = ProfileView::new(&profile);
     let index = sample_index(&view, &a.input, &a.profiles)?;
@@ -306,16 +291,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
             "pgo: names build: the profile's Rust names are legacy-mangled, which LLVM cannot \
              match; building once without the profile to learn this build's v0 names"
         );
-        let env = |k: &str| std::env::var(k).ok();
-        let host = pgo_apply::rustflags::Host::detect(&workdir, &env)
-            .map_err(|e| Error::new("rustc", e))?;
-        let merged = pgo_apply::rustflags::merged_env(
-            &pgo_backend_llvm::Rustc::names_build_env(),
-            &workdir,
-            &env,
-            &host,
-        )
-        .map_err(|e| Error::new(&workdir, e))?;
+        let merged = merge_env(&pgo_backend_llvm::Rustc::names_build_env(), &workdir)?;
         let code = run_build(&a.command, Some(&merged), a.json)?;
         if code != 0 {
             eprintln!("pgo: the names build failed (exit {code})");
@@ -353,18 +329,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
     let plan = backend
         .plan(&request)
         .map_err(|e| Error::new(format!("backend {}", backend.name()), e))?;
-    let env = |k: &str| std::env::var(k).ok();
-    let host = if plan
-        .env
-        .iter()
-        .any(|e| matches!(e.name(), "RUSTFLAGS" | "CARGO_ENCODED_RUSTFLAGS"))
-    {
-        pgo_apply::rustflags::Host::detect(&workdir, &env).map_err(|e| Error::new("rustc", e))?
-    } else {
-        pgo_apply::rustflags::Host::from_triple("x86_64-unknown-linux-gnu")
-    };
-    let merged = pgo_apply::rustflags::merged_env(&plan.env, &workdir, &env, &host)
-        .map_err(|e| Error::new(&workdir, e))?;
+    let merged = merge_env(&plan.env, &workdir)?;
     for w in &merged.warnings {
         eprintln!("pgo: WARNING: {w}");
     }
@@ -411,17 +376,8 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
         ),
     }
     for p in &after {
-        for art in &p.artifacts {
-            eprintln!(
-                "pgo: {}: {} ({})",
-                art.kind,
-                art.path.display(),
-                art.summary
-            );
-        }
-        for n in &p.notes {
-            eprintln!("pgo: note: {n}");
-        }
+        report_artifacts(&p.artifacts, "pgo: ");
+        report_notes(&p.notes);
     }
     if a.json {
         emit_json(&summary_json(
@@ -448,23 +404,50 @@ fn report_plan(backend: &str, plan: &Plan, vars: &[(String, Option<String>)], qu
         return;
     }
     eprintln!("pgo: backend {backend}:");
-    for art in &plan.artifacts {
-        eprintln!(
-            "pgo:   {}: {} ({})",
-            art.kind,
-            art.path.display(),
-            art.summary
-        );
-    }
+    report_artifacts(&plan.artifacts, "pgo:   ");
     for (name, value) in vars {
         match value {
             Some(v) => eprintln!("pgo:   {name}={}", v.replace('\u{1f}', " ")),
             None => eprintln!("pgo:   unset {name}"),
         }
     }
-    for n in &plan.notes {
+    report_notes(&plan.notes);
+}
+
+fn report_artifacts(artifacts: &[pgo_backend::Artifact], prefix: &str) {
+    for art in artifacts {
+        eprintln!(
+            "{prefix}{}: {} ({})",
+            art.kind,
+            art.path.display(),
+            art.summary
+        );
+    }
+}
+
+fn report_notes(notes: &[String]) {
+    for n in notes {
         eprintln!("pgo: note: {n}");
     }
+}
+
+/// The build environment for `edits`, merged into the user's own (see pgo-apply). rustc is
+/// asked for its host only when Rust flags are involved.
+fn merge_env(
+    edits: &[pgo_backend::EnvEdit],
+    workdir: &Path,
+) -> Result<pgo_apply::rustflags::MergedEnv, Error> {
+    let env = |k: &str| std::env::var(k).ok();
+    let host = if edits
+        .iter()
+        .any(|e| matches!(e.name(), "RUSTFLAGS" | "CARGO_ENCODED_RUSTFLAGS"))
+    {
+        pgo_apply::rustflags::Host::detect(workdir, &env).map_err(|e| Error::new("rustc", e))?
+    } else {
+        pgo_apply::rustflags::Host::from_triple("x86_64-unknown-linux-gnu")
+    };
+    pgo_apply::rustflags::merged_env(edits, workdir, &env, &host)
+        .map_err(|e| Error::new(workdir, e))
 }
 
 fn summary_json(

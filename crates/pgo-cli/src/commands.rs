@@ -260,7 +260,11 @@ pub(crate) fn load_merged(
 }
 
 /// [`load_merged`], then the `--focus`/`--ignore` filters.
-fn load(paths: &[PathBuf], input: &InputArgs, weights: &[f64]) -> Result<Profile, Error> {
+pub(crate) fn load(
+    paths: &[PathBuf],
+    input: &InputArgs,
+    weights: &[f64],
+) -> Result<Profile, Error> {
     let profile = load_merged(paths, input, weights)?;
     let filter = input.filter();
     Ok(if filter.is_empty() {

@@ -4,35 +4,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use common::*;
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// The fixture (a default release build) and one profile of it, made once for all tests.
 fn fixture() -> &'static (PathBuf, PathBuf) {
     static FIXTURE: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let target = root().join("target/fixture-builds/analyze-rust");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--quiet", "--manifest-path"])
-            .arg(root().join("fixtures/analyze-rust/Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
-            .env_remove("RUSTFLAGS")
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let binary = target.join("release/analyze-rust");
-        let profile = target.join("analyze-rust.pb.gz");
-        ok(pgo(&[&"collect", &"-o", &profile, &"--", &binary]));
-        (binary, profile)
-    })
+    FIXTURE.get_or_init(|| analyze_rust_fixture("analyze-rust"))
 }
 
 fn analyze(extra: &[&dyn AsRef<std::ffi::OsStr>], out: &Path) -> Value {

@@ -10,30 +10,10 @@ use std::sync::OnceLock;
 use common::*;
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// A plain release build of fixtures/analyze-rust and a profile of it, made once.
 fn fixture() -> &'static (PathBuf, PathBuf) {
     static FIXTURE: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let target = root().join("target/fixture-builds/apply-analyze-rust");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--quiet", "--manifest-path"])
-            .arg(root().join("fixtures/analyze-rust/Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let binary = target.join("release/analyze-rust");
-        let profile = target.join("analyze-rust.pb.gz");
-        ok(pgo(&[&"collect", &"-o", &profile, &"--", &binary]));
-        (binary, profile)
-    })
+    FIXTURE.get_or_init(|| analyze_rust_fixture("apply-analyze-rust"))
 }
 
 /// A copy of the fixture's sources in a temporary directory (a user's checkout).
@@ -60,13 +40,6 @@ fn apply(workdir: &Path, args: &[&dyn AsRef<std::ffi::OsStr>], env: &[(&str, &Pa
         cmd.env(k, v);
     }
     cmd.output().unwrap()
-}
-
-fn run_checksum(binary: &Path) -> String {
-    let out = Command::new(binary).output().unwrap();
-    assert!(out.status.success());
-    // "analyze-rust: <checksum> <hash>" — everything but the timing-free first word.
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]
@@ -163,7 +136,7 @@ fn rustc_backend_rebuilds_with_the_profile_and_the_compiler_follows_it() {
     assert!(matched >= 90.0, "{matched}% of samples matched: {summary}");
 
     // The optimized program computes what the plain one does.
-    assert_eq!(run_checksum(&built), run_checksum(plain));
+    assert_eq!(checksum_of(&built, &[]), checksum_of(plain, &[]));
 }
 
 #[test]
@@ -312,16 +285,18 @@ fn an_external_backend_on_path_serves_backend_name() {
     assert_eq!(summary["env"][0]["name"], "PGO_EXAMPLE_INLINE_LIST");
 }
 
-/// Runs `BIN ARG` and returns its output line without the timing ("NAME: CHECKSUM").
-fn checksum_of(binary: &Path, arg: &str) -> String {
-    let out = Command::new(binary).arg(arg).output().unwrap();
-    assert!(out.status.success(), "{} {arg} failed", binary.display());
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.lines()
-        .last()
-        .and_then(|l| l.split(" in ").next())
-        .unwrap()
-        .to_string()
+/// Runs `BIN ARGS` and returns what it prints without the timing its last line may end with
+/// (`NAME: CHECKSUM in S s`): what must not change between builds.
+fn checksum_of(binary: &Path, args: &[&str]) -> String {
+    let out = Command::new(binary).args(args).output().unwrap();
+    assert!(out.status.success(), "{} {args:?} failed", binary.display());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (head, last) = text
+        .trim_end()
+        .rsplit_once('\n')
+        .unwrap_or(("", text.trim_end()));
+    let last = last.split(" in ").next().unwrap_or(last);
+    format!("{head}\n{last}")
 }
 
 #[test]
@@ -389,7 +364,7 @@ fn clang_backend_builds_a_c_program_with_the_profile() {
         .expect("a name-match note");
     assert!(matched >= 90.0, "{err}");
     assert_eq!(
-        checksum_of(&work.join("out"), "measure"),
-        checksum_of(&work.join("plain"), "measure")
+        checksum_of(&work.join("out"), &["measure"]),
+        checksum_of(&work.join("plain"), &["measure"])
     );
 }

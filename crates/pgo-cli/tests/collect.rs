@@ -21,10 +21,6 @@ use std::time::Duration;
 use common::*;
 use pgo_profile::{Profile, ProfileView};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// Builds `fixtures/collect-rust` in release mode (debug info on), with or without frame
 /// pointers, into its own target directory under the workspace's `target/`.
 fn rust_fixture(frame_pointers: bool) -> PathBuf {

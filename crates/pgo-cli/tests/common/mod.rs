@@ -5,8 +5,33 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 pub fn profiles() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../profiles")
+    root().join("profiles")
+}
+
+/// A plain release build of `fixtures/analyze-rust` (into `target/fixture-builds/TARGET`)
+/// and one `pgo collect` profile of it: the binary and the profile.
+pub fn analyze_rust_fixture(target: &str) -> (PathBuf, PathBuf) {
+    let target = root().join("target/fixture-builds").join(target);
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(root().join("fixtures/analyze-rust/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let binary = target.join("release/analyze-rust");
+    let profile = target.join("analyze-rust.pb.gz");
+    ok(pgo(&[&"collect", &"-o", &profile, &"--", &binary]));
+    (binary, profile)
 }
 
 pub fn profile(name: &str) -> PathBuf {
