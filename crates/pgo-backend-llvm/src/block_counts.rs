@@ -15,9 +15,9 @@
 //! records of one function (a top-level record and records nested at call sites we decided to
 //! inline), each gets the share of the function's samples the stacks put in that context.
 
-use crate::sample_profile::Record;
+use crate::sample_profile::{LineKey, Record};
 use pgo_profile::{Profile, ProfileView};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -35,6 +35,8 @@ pub struct BlockCounts {
     pub functions: usize,
     /// Share of the program's samples in those functions.
     pub covered_percent: f64,
+    /// Whether the binary has discriminators (blocks of one line told apart).
+    pub discriminators: bool,
 }
 
 impl BlockCounts {
@@ -86,6 +88,23 @@ impl BlockCounts {
             binary: file.to_string(),
             ..BlockCounts::default()
         };
+        // Discriminators tell apart the blocks of one line (a `match` on one line, derived
+        // code, a loop header): present when the profiled binary was built with
+        // `-fdebug-info-for-profiling` (as `pgo apply` builds are), read from the file that
+        // has the DWARF.
+        let ranges: Vec<(u64, u64)> = per_function
+            .keys()
+            .filter_map(|start| binary.function_at(*start))
+            .map(|f| (f.start, f.start + f.size))
+            .collect();
+        let dwarf_path = symbolizer
+            .object(object)
+            .debug_file()
+            .unwrap_or(path)
+            .to_path_buf();
+        let discriminators =
+            pgo_symbolize::Discriminators::load(&dwarf_path, &ranges).unwrap_or_default();
+        counts.discriminators = discriminators.any();
         for (start, samples) in &per_function {
             let Some(f) = binary.function_at(*start) else {
                 continue;
@@ -96,6 +115,11 @@ impl BlockCounts {
             if cfg.blocks.is_empty() {
                 continue;
             }
+            let calls: FxHashSet<u64> = cfg
+                .blocks
+                .iter()
+                .flat_map(|b| b.calls.iter().filter(|c| !c.tail_call).map(|c| c.address))
+                .collect();
             let inferred = cfg.infer_counts(samples);
             counts.functions += 1;
             covered += samples.iter().map(|(_, w)| w).sum::<u64>();
@@ -104,35 +128,58 @@ impl BlockCounts {
                 let Some(b) = cfg.block_of(addr) else {
                     continue;
                 };
-                let c = (inferred.block[b] * SCALE).round();
-                if c < 1.0 {
-                    continue;
-                }
+                // Blocks that never ran keep their zero: where a `match` or a branch did not
+                // go is as much a part of the profile as where it went (without it, LLVM
+                // spreads the unknown share evenly over the arms).
+                let c = (inferred.block[b] * SCALE).round().max(0.0);
                 let frames = symbolizer.symbolize_loaded(object, addr).frames;
                 let Some(outer) = frames.last() else { continue };
                 let name = outer.function_linkage_name.to_string();
                 if name.is_empty() || name.contains([':', ' ', '\t']) {
                     continue;
                 }
+                // One discriminator per inline frame above the physical function, when the
+                // DWARF's inlined calls line up with the symbolizer's frames.
+                let inlined = discriminators.inlined_calls(addr);
+                let aligned = inlined.len() + 1 == frames.len();
                 let mut record = counts.templates.entry(name.clone()).or_default();
                 let mut ok = true;
-                for pair in frames.windows(2).rev() {
+                for (i, pair) in frames.windows(2).enumerate().rev() {
                     let (callee, caller) = (&pair[0], &pair[1]);
-                    let Some(off) = offset(caller.line, caller.start_line) else {
+                    let Some(offset) = offset(caller.line, caller.start_line) else {
                         ok = false;
                         break;
                     };
+                    let discriminator = if aligned {
+                        base_discriminator(inlined[frames.len() - 2 - i])
+                    } else {
+                        0
+                    };
                     record = record
                         .callsites_mut()
-                        .entry(off)
+                        .entry(LineKey {
+                            offset,
+                            discriminator,
+                        })
                         .or_default()
                         .entry(callee.function_linkage_name.to_string())
                         .or_default();
                 }
                 let inner = &frames[0];
-                if let (true, Some(off)) = (ok, offset(inner.line, inner.start_line)) {
-                    let line = record.body_mut().entry(off).or_default();
-                    line.set_samples(line.samples().max(c as u64));
+                if let (true, Some(offset)) = (ok, offset(inner.line, inner.start_line)) {
+                    let raw = discriminators.line(addr);
+                    let key = LineKey {
+                        offset,
+                        discriminator: base_discriminator(raw),
+                    };
+                    // Code the compiler duplicated (unrolled, vectorized) runs each copy a
+                    // fraction of the line's executions: the factor scales it back.
+                    let executions = c as u64 * u64::from(duplication_factor(raw));
+                    let line = record.body_mut().entry(key).or_default();
+                    line.set_samples(line.samples().max(executions));
+                    if calls.contains(&addr) {
+                        record.note_call(key, executions);
+                    }
                 }
                 root_name.get_or_insert(name);
             }
@@ -255,6 +302,7 @@ fn collect_targets(r: &Record, out: &mut FxHashMap<String, u64>) {
 /// stacks), or to the stacks' time when an entry count is unknown.
 fn fill(record: &mut Record, template: &Record, share: f64, calls: &Calls<'_>) {
     let scaled = |n: u64| (n as f64 * share).round() as u64;
+    relocate(record, template);
     zero(record);
     for (off, t) in template.body() {
         record
@@ -296,6 +344,76 @@ fn fill(record: &mut Record, template: &Record, share: f64, calls: &Calls<'_>) {
     }
 }
 
+/// Moves what the stacks put on a line (pprof lines have no discriminator) to the
+/// discriminator the binary's code has there, which is where LLVM looks: call targets and
+/// decided contexts to the discriminator of the line's calls, a nested record of a call the
+/// profiled binary inlined to where the template has that callee on that line.
+fn relocate(record: &mut Record, template: &Record) {
+    let plain = |k: &&LineKey| k.discriminator == 0;
+    let lines: Vec<LineKey> = record.body().keys().filter(plain).copied().collect();
+    for key in lines {
+        let Some(discriminator) = template.call_discriminator(key.offset).filter(|d| *d != 0)
+        else {
+            continue;
+        };
+        let Some(line) = record.body_mut().get_mut(&key) else {
+            continue;
+        };
+        let targets = std::mem::take(line.targets_mut());
+        let to = LineKey {
+            offset: key.offset,
+            discriminator,
+        };
+        let line = record.body_mut().entry(to).or_default();
+        for (target, weight) in targets {
+            *line.targets_mut().entry(target).or_default() += weight;
+        }
+    }
+    let sites: Vec<LineKey> = record.callsites().keys().filter(plain).copied().collect();
+    for key in sites {
+        let callees: Vec<String> = record.callsites()[&key].keys().cloned().collect();
+        for callee in callees {
+            let inlined = template
+                .callsites()
+                .iter()
+                .filter(|(k, c)| k.offset == key.offset && c.contains_key(&callee))
+                .max_by_key(|(_, c)| c[&callee].body().values().map(|l| l.samples()).sum::<u64>())
+                .map(|(k, _)| *k);
+            let called = template
+                .call_discriminator(key.offset)
+                .map(|discriminator| LineKey {
+                    offset: key.offset,
+                    discriminator,
+                });
+            let Some(to) = inlined.or(called).filter(|to| *to != key) else {
+                continue;
+            };
+            if record
+                .callsites()
+                .get(&to)
+                .is_some_and(|c| c.contains_key(&callee))
+            {
+                continue;
+            }
+            let Some(nested) = record
+                .callsites_mut()
+                .get_mut(&key)
+                .and_then(|c| c.remove(&callee))
+            else {
+                continue;
+            };
+            record
+                .callsites_mut()
+                .entry(to)
+                .or_default()
+                .insert(callee, nested);
+        }
+        if record.callsites().get(&key).is_some_and(|c| c.is_empty()) {
+            record.callsites_mut().remove(&key);
+        }
+    }
+}
+
 /// Clears the time-based line counts of `record` and of its inline-nested records (not of
 /// decided contexts, which get their own counts).
 fn zero(record: &mut Record) {
@@ -311,6 +429,63 @@ fn zero(record: &mut Record) {
     }
 }
 
+/// The base discriminator LLVM's sample loader looks counts up by (it is not reading a
+/// flow-sensitive profile), from the raw DWARF value: LLVM packs the base discriminator, a
+/// duplication factor and a copy id into one number, each component in a prefix encoding
+/// (`DILocation::getBaseDiscriminatorFromDiscriminator`).
+pub(crate) fn base_discriminator(raw: u32) -> u32 {
+    component(raw)
+}
+
+/// How many copies the compiler made of the code (unrolling, vectorization): each copy runs
+/// that fraction of the line's executions; 1 when not encoded.
+pub(crate) fn duplication_factor(raw: u32) -> u32 {
+    let next = if raw & 1 == 0 {
+        raw >> if raw & 0x40 != 0 { 14 } else { 7 }
+    } else {
+        raw >> 1
+    };
+    component(next).max(1)
+}
+
+/// One component of LLVM's discriminator encoding: empty when the low bit is set, else 5 bits
+/// (or 12 when bit 6 is set) starting at bit 1.
+fn component(u: u32) -> u32 {
+    if u & 1 != 0 {
+        return 0;
+    }
+    let u = u >> 1;
+    if u & 0x20 != 0 {
+        ((u >> 1) & 0xfe0) | (u & 0x1f)
+    } else {
+        u & 0x1f
+    }
+}
+
 fn offset(line: u32, start: u32) -> Option<u32> {
     (line > 0 && start > 0 && line >= start).then(|| line - start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{base_discriminator, duplication_factor};
+
+    #[test]
+    fn discriminators_decode_as_llvm_encodes_them() {
+        // Base discriminators in 5 bits (AddDiscriminators numbers blocks 1, 2, 3, ...).
+        assert_eq!(base_discriminator(0), 0);
+        assert_eq!(base_discriminator(2), 1);
+        assert_eq!(base_discriminator(4), 2);
+        assert_eq!(base_discriminator(12), 6);
+        // An empty base component (low bit set), then a duplication factor of 4.
+        assert_eq!(base_discriminator(17), 0);
+        assert_eq!(duplication_factor(17), 4);
+        // A 12-bit base discriminator: 100 is encoded 0x1c8.
+        assert_eq!(base_discriminator(0x1c8), 100);
+        // Base 2 and a duplication factor of 7, as clang wrote it for an unrolled loop.
+        assert_eq!(base_discriminator(1796), 2);
+        assert_eq!(duplication_factor(1796), 7);
+        assert_eq!(duplication_factor(0), 1);
+        assert_eq!(duplication_factor(4), 1);
+    }
 }

@@ -81,12 +81,43 @@ pub(crate) struct Record {
     /// in this context, not what it inlined by decision): each context's share of a
     /// function's execution counts.
     phys: u64,
-    /// line offset → samples at that line and the call targets of the line.
-    body: BTreeMap<u32, Line>,
-    /// call line offset → callee → nested record.
-    callsites: BTreeMap<u32, BTreeMap<String, Record>>,
+    /// line (offset, discriminator) → samples at that line and the call targets of the line.
+    body: BTreeMap<LineKey, Line>,
+    /// call line (offset, discriminator) → callee → nested record.
+    callsites: BTreeMap<LineKey, BTreeMap<String, Record>>,
     /// True when this nested record exists because of an inline decision.
     decided: bool,
+    /// For records of a binary's code ([`crate::block_counts`]): per line offset, the
+    /// discriminator of the call instructions there (the busiest, when there are several),
+    /// where the call targets and decided contexts of that line belong.
+    call_discriminators: BTreeMap<u32, (u32, u64)>,
+}
+
+/// Where a count belongs in a function: the line's offset from the function's start line and
+/// the (base) discriminator that tells apart the blocks of one line, 0 when there is none or
+/// the profile cannot say (pprof lines have no discriminators; only the binary's DWARF does).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct LineKey {
+    pub(crate) offset: u32,
+    pub(crate) discriminator: u32,
+}
+
+impl LineKey {
+    pub(crate) fn line(offset: u32) -> LineKey {
+        LineKey {
+            offset,
+            discriminator: 0,
+        }
+    }
+}
+
+impl std::fmt::Display for LineKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.discriminator {
+            0 => write!(f, "{}", self.offset),
+            d => write!(f, "{}.{d}", self.offset),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -261,7 +292,7 @@ fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, op
             for (i, (off, callee)) in path.iter().enumerate() {
                 r = r
                     .callsites
-                    .entry(*off)
+                    .entry(LineKey::line(*off))
                     .or_default()
                     .entry(callee.clone())
                     .or_default();
@@ -271,7 +302,7 @@ fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, op
                 }
             }
             if ok && let Some(off) = innermost.offset {
-                r.body.entry(off).or_default().samples += weight;
+                r.body.entry(LineKey::line(off)).or_default().samples += weight;
             }
             return;
         }
@@ -294,7 +325,7 @@ fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, op
             }
             let r = record_at(top, root, &path);
             *r.body
-                .entry(off)
+                .entry(LineKey::line(off))
                 .or_default()
                 .targets
                 .entry(callee.clone())
@@ -315,7 +346,7 @@ fn record_at<'t>(
     for (off, callee) in path {
         r = r
             .callsites
-            .entry(*off)
+            .entry(LineKey::line(*off))
             .or_default()
             .entry(callee.clone())
             .or_default();
@@ -332,7 +363,7 @@ fn emit_body(
 ) {
     let indent = " ".repeat(depth);
     // Lines and call sites interleaved by offset, as LLVM writes them.
-    let mut offsets: Vec<u32> = record
+    let mut offsets: Vec<LineKey> = record
         .body
         .keys()
         .chain(record.callsites.keys())
@@ -370,20 +401,34 @@ fn emit_body(
 }
 
 impl Record {
-    pub(crate) fn body_mut(&mut self) -> &mut BTreeMap<u32, Line> {
+    pub(crate) fn body_mut(&mut self) -> &mut BTreeMap<LineKey, Line> {
         &mut self.body
     }
-    pub(crate) fn body(&self) -> &BTreeMap<u32, Line> {
+    pub(crate) fn body(&self) -> &BTreeMap<LineKey, Line> {
         &self.body
     }
-    pub(crate) fn callsites(&self) -> &BTreeMap<u32, BTreeMap<String, Record>> {
+    pub(crate) fn callsites(&self) -> &BTreeMap<LineKey, BTreeMap<String, Record>> {
         &self.callsites
     }
-    pub(crate) fn callsites_mut(&mut self) -> &mut BTreeMap<u32, BTreeMap<String, Record>> {
+    pub(crate) fn callsites_mut(&mut self) -> &mut BTreeMap<LineKey, BTreeMap<String, Record>> {
         &mut self.callsites
     }
     pub(crate) fn phys(&self) -> u64 {
         self.phys
+    }
+    /// Notes a call instruction at `key` that runs `executions` times.
+    pub(crate) fn note_call(&mut self, key: LineKey, executions: u64) {
+        let entry = self
+            .call_discriminators
+            .entry(key.offset)
+            .or_insert((key.discriminator, executions));
+        if executions > entry.1 {
+            *entry = (key.discriminator, executions);
+        }
+    }
+    /// The discriminator of the calls at line `offset`, if the binary had any there.
+    pub(crate) fn call_discriminator(&self, offset: u32) -> Option<u32> {
+        self.call_discriminators.get(&offset).map(|c| c.0)
     }
     pub(crate) fn is_decided(&self) -> bool {
         self.decided

@@ -368,3 +368,82 @@ fn clang_backend_builds_a_c_program_with_the_profile() {
         checksum_of(&work.join("plain"), &["measure"])
     );
 }
+
+/// A binary built as pgo builds (`-fdebug-info-for-profiling`) numbers the blocks of a line;
+/// the next build's profile carries those discriminators and clang applies counts by them.
+#[test]
+fn a_profile_of_a_pgo_built_binary_carries_discriminators_the_compiler_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    std::fs::copy(
+        root().join("fixtures/suite/c-sort/main.c"),
+        work.join("main.c"),
+    )
+    .unwrap();
+    let clang = |out: &str, extra: &str| format!("clang-22 -O2 -g {extra} main.c -o {out}");
+    let status = Command::new("sh")
+        .current_dir(work)
+        .args(["-c", &clang("profiled", "-fdebug-info-for-profiling")])
+        .status()
+        .expect("clang-22 runs (Debian package clang-22; `cargo xtask test` installs it)");
+    assert!(status.success());
+    let profile = work.join("c.pb.gz");
+    ok(pgo(&[
+        &"collect",
+        &"-o",
+        &profile,
+        &"--",
+        &work.join("profiled"),
+        &"train",
+    ]));
+
+    let build = clang("out", "$CFLAGS -Rpass-analysis=sample-profile-impl") + " $LDFLAGS";
+    let files = work.join("pgo-files");
+    let out = apply(
+        work,
+        &[
+            &"--profile",
+            &profile,
+            &"--backend",
+            &"clang",
+            &"--out-dir",
+            &files,
+            &"--output-binary",
+            &"out",
+            &"--",
+            &"sh",
+            &"-c",
+            &build,
+        ],
+        &[],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let text = std::fs::read_to_string(files.join("clang/sample-profile.txt")).unwrap();
+    let with_discriminator = |l: &str| {
+        l.trim_start().split_once(':').is_some_and(|(key, _)| {
+            key.split_once('.').is_some_and(|(o, d)| {
+                o.parse::<u32>().is_ok() && d.parse::<u32>().is_ok_and(|d| d > 0)
+            })
+        })
+    };
+    assert!(
+        text.lines().any(with_discriminator),
+        "no line with a discriminator in the sample profile:\n{text}"
+    );
+    // clang's remark names the discriminator it looked the count up by.
+    let applied_by_discriminator = err.lines().any(|l| {
+        l.contains("samples from profile (offset: ")
+            && l.split("(offset: ")
+                .nth(1)
+                .is_some_and(|rest| rest.split(')').next().is_some_and(|k| k.contains('.')))
+    });
+    assert!(
+        applied_by_discriminator,
+        "clang applied no count by discriminator:\n{err}"
+    );
+    assert_eq!(
+        checksum_of(&work.join("out"), &["measure"]),
+        checksum_of(&work.join("profiled"), &["measure"])
+    );
+}

@@ -234,7 +234,7 @@ fn declaration(
 
 /// Copies the DWARF sections of `file` into owned buffers, decompressing
 /// `SHF_COMPRESSED` and `.zdebug_*` sections.
-fn load_dwarf(file: &object::File<'_>) -> Result<gimli::Dwarf<Reader>, String> {
+pub(crate) fn load_dwarf(file: &object::File<'_>) -> Result<gimli::Dwarf<Reader>, String> {
     let endian = if file.is_little_endian() {
         gimli::RunTimeEndian::Little
     } else {

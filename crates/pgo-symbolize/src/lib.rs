@@ -6,7 +6,8 @@
 //! to the ELF symbol tables, and finding separate debug files by build ID and
 //! `.gnu_debuglink`. It also turns runtime addresses of a process into file addresses through
 //! the mapping and the file's `PT_LOAD` headers (PIE, ASLR, shared libraries), and finds the
-//! symbol (start, size) containing an address.
+//! symbol (start, size) containing an address, and reads the DWARF discriminators of code
+//! ([`Discriminators`]) that addr2line does not report.
 //!
 //! Addresses come in two kinds. An *SVMA* is an address as the file itself states it (symbol
 //! table, DWARF, program headers); [`Symbolizer::symbolize`] takes those. A *runtime address*
@@ -39,6 +40,7 @@
 
 mod debug_file;
 mod demangle;
+mod discriminators;
 mod dwarf;
 mod error;
 mod mapping;
@@ -48,6 +50,7 @@ mod symbolizer;
 mod symbols;
 
 pub use demangle::demangle;
+pub use discriminators::Discriminators;
 pub use dwarf::{Subprogram, subprograms};
 pub use error::Error;
 pub use mapping::{MappingKind, MapsEntry, SpecialMapping};
