@@ -7,7 +7,7 @@
 //!
 //! - `plain`: the release build as it is (`cargo build --release`, `clang-22 -O2 -g`,
 //!   `go build`);
-//! - `control` (Rust): pgo's compiler flags without a profile (`RUSTC_BOOTSTRAP=1`,
+//! - `control`: pgo's compiler flags without a profile (`RUSTC_BOOTSTRAP=1`,
 //!   `-Zdebug-info-for-profiling -Csymbol-mangling-version=v0`), which separates the
 //!   profile's effect from the flags';
 //! - `instr` (Rust, C): instrumentation PGO, the cargo-pgo method (`-Cprofile-generate`, run
@@ -17,7 +17,13 @@
 //!   --unsymbolized-profile`, built with `-Zprofile-sample-use` and the same mangling flag as
 //!   pgo's builds, so that the profile's names match: the fair comparison;
 //! - `go-pgo` (Go): Go's own PGO (`-cpuprofile` on `train`, `go build -pgo=`);
-//! - `pgo`: `pgo collect` on `train`, then `pgo apply` with the build command; for Rust also
+//! - `pgo-first` (Rust): `pgo collect` of the *plain* build on `train`, then `pgo apply`: a
+//!   project's first iteration (legacy names, mapped through a names build; no
+//!   discriminators);
+//! - `pgo`: `pgo collect` on `train` of the `control` build (what `pgo apply` builds, and
+//!   `pgo apply --allow-missing` before there is a profile: v0 names, discriminators — the
+//!   steady state, where the profiled binary is a pgo-built one), then `pgo apply` with the
+//!   build command (C: `control` is `-fdebug-info-for-profiling`); for Rust also
 //!   the ablations from the same profile (`pgo-timecounts`: everything but execution counts,
 //!   line counts being raw samples; `pgo-sample`: sample profile only; `pgo+contexts`:
 //!   with inline contexts; `pgo+replay`: with inline replay; `pgo` adds the function order)
@@ -143,6 +149,17 @@ impl FixtureResult {
     /// plain / variant.
     fn speedup(&self, name: &str) -> Option<f64> {
         Some(self.median("plain")? / self.median(name)?)
+    }
+
+    /// plain / variant on each one's fastest run: interference from other work on the
+    /// machine only ever adds time, so the minimum is the estimate it disturbs least.
+    fn best_speedup(&self, name: &str) -> Option<f64> {
+        let best = |name: &str| {
+            let v = self.variants.iter().find(|v| v.name == name)?;
+            (v.error.is_none() && !v.seconds.is_empty())
+                .then(|| v.seconds.iter().copied().fold(f64::INFINITY, f64::min))
+        };
+        Some(best("plain")? / best(name)?)
     }
 
     /// plain / variant, on CPU time.
@@ -539,20 +556,21 @@ fn pgo_collect(pgo: &Path, binary: &Path, out: &Path, log: &Path) -> Result<f64,
     )
 }
 
-/// The training profile, with pgo's collection overhead and analyzer time.
-fn collect_step(pgo: &Path, plain: &Path, dir: &Path) -> Result<(PathBuf, Collection), String> {
+/// The training profile of `trained` (a build of the fixture), with pgo's collection
+/// overhead and analyzer time.
+fn collect_step(pgo: &Path, trained: &Path, dir: &Path) -> Result<(PathBuf, Collection), String> {
     fresh_dir(dir)?;
     let log = dir.join("collect.log");
-    let bare_train = run_timed(command(plain).arg("train"), &log)?;
+    let bare_train = run_timed(command(trained).arg("train"), &log)?;
     let profile = dir.join("train.pb.gz");
-    let collect = pgo_collect(pgo, plain, &profile, &log)?;
+    let collect = pgo_collect(pgo, trained, &profile, &log)?;
     // As `pgo apply` analyzes: with the profiled binary.
     let analyze = run_timed(
         command(pgo)
             .arg("analyze")
             .arg(&profile)
             .arg("--binary")
-            .arg(plain)
+            .arg(trained)
             .arg("-o")
             .arg(dir.join("decisions.json")),
         &log,
@@ -642,7 +660,7 @@ fn build_rust(pgo: &Path, fx: &Fixture, r: &mut FixtureResult) {
     let mut p = Progress {
         fixture: fx.name.clone(),
         step: 0,
-        total: 10,
+        total: 11,
     };
     p.step("building plain");
     let plain = fx.cargo_build(&fx.builds.join("plain"), &[]);
@@ -650,6 +668,7 @@ fn build_rust(pgo: &Path, fx: &Fixture, r: &mut FixtureResult) {
     r.variants.push(variant("plain", plain));
     p.step("building control");
     let control = fx.cargo_build(&fx.builds.join("control"), &rustflags(OUR_RUSTFLAGS));
+    let control_bin = control.clone().ok();
     r.variants.push(variant("control", control));
     p.step("building instr (instrument, train, merge, rebuild)");
     r.variants.push(variant("instr", instr_rust(fx)));
@@ -680,8 +699,20 @@ fn build_rust(pgo: &Path, fx: &Fixture, r: &mut FixtureResult) {
         });
     r.variants.push(variant("profgen", profgen));
 
-    p.step("collecting the training profile (pgo collect, pgo analyze)");
-    let profile = match collect_step(pgo, &plain, &fx.builds.join("profile")) {
+    p.step("building pgo-first (pgo collect on plain, pgo apply)");
+    let first =
+        collect_step(pgo, &plain, &fx.builds.join("profile-plain")).and_then(|(prof, _)| {
+            fx.pgo_apply_cargo(pgo, &prof, &fx.builds.join("pgo-first"), &[], &[])
+        });
+    r.variants.push(variant("pgo-first", first));
+
+    // The steady state: the profiled binary is one built with pgo's flags (as `pgo apply`
+    // builds), so its names are the next build's and its DWARF numbers the blocks of a line.
+    p.step("collecting the training profile from control (pgo collect, pgo analyze)");
+    let profile = match control_bin
+        .ok_or_else(|| "the control build failed".to_string())
+        .and_then(|control| collect_step(pgo, &control, &fx.builds.join("profile")))
+    {
         Ok((profile, c)) => {
             r.collection = Some(c);
             Ok(profile)
@@ -752,17 +783,17 @@ fn instr_c(fx: &Fixture) -> Result<PathBuf, String> {
     )
 }
 
-/// `pgo collect` of plain, then `pgo apply` with `build` (a command writing `bin`).
+/// `pgo collect` of `trained`, then `pgo apply` with `build` (a command writing `bin`).
 fn pgo_native(
     pgo: &Path,
     fx: &Fixture,
-    plain: &Path,
+    trained: &Path,
     backend: &str,
     build: &[String],
     bin: &Path,
     r: &mut FixtureResult,
 ) -> Result<PathBuf, String> {
-    let (profile, c) = collect_step(pgo, plain, &fx.builds.join("profile"))?;
+    let (profile, c) = collect_step(pgo, trained, &fx.builds.join("profile"))?;
     r.collection = Some(c);
     let dir = bin.parent().expect("a variant directory");
     run(
@@ -785,20 +816,30 @@ fn build_c(pgo: &Path, fx: &Fixture, r: &mut FixtureResult) {
     let mut p = Progress {
         fixture: fx.name.clone(),
         step: 0,
-        total: 3,
+        total: 4,
     };
     p.step("building plain");
     let dir = fx.builds.join("plain");
     let plain = fresh_dir(&dir).and_then(|()| clang(fx, &dir, &[], &[]));
     let plain_bin = plain.clone().ok();
     r.variants.push(variant("plain", plain));
+    p.step("building control (-fdebug-info-for-profiling, as pgo's clang backend builds)");
+    let dir = fx.builds.join("control");
+    let control =
+        fresh_dir(&dir).and_then(|()| clang(fx, &dir, &["-fdebug-info-for-profiling".into()], &[]));
+    let control_bin = control.clone().ok();
+    r.variants.push(variant("control", control));
     p.step("building instr (instrument, train, merge, rebuild)");
     r.variants.push(variant("instr", instr_c(fx)));
-    let Some(plain) = plain_bin else {
+    if plain_bin.is_none() {
         r.skipped = Some("the plain build failed".into());
         return;
+    }
+    let Some(control) = control_bin else {
+        r.skipped = Some("the control build failed".into());
+        return;
     };
-    p.step("building pgo (pgo collect, pgo apply --backend clang)");
+    p.step("building pgo (pgo collect on control, pgo apply --backend clang)");
     let dir = fx.builds.join("pgo");
     let bin = dir.join(&fx.name);
     let build = [
@@ -810,7 +851,7 @@ fn build_c(pgo: &Path, fx: &Fixture, r: &mut FixtureResult) {
         ),
     ];
     let result =
-        fresh_dir(&dir).and_then(|()| pgo_native(pgo, fx, &plain, "clang", &build, &bin, r));
+        fresh_dir(&dir).and_then(|()| pgo_native(pgo, fx, &control, "clang", &build, &bin, r));
     r.variants.push(variant("pgo", result));
 }
 
@@ -994,8 +1035,9 @@ fn report(
          interleaved; speedup = plain/variant; net of control = control/variant; share = \
          (plain/variant − 1) / (plain/anchor − 1), the anchor being instrumentation PGO \
          (`instr`; for Go, Go's own PGO `go-pgo`), shown when the anchor gained at least 1%; \
-         spread = (max − min) / median of the runs; the last column is the speedup on the runs' \
-         CPU time (user + system), which other work on the machine disturbs less.\n"
+         spread = (max − min) / median of the runs; \"fastest\" compares each variant's fastest \
+         run (interference only adds time, so the minimum is the estimate it disturbs least); \
+         the last column is the speedup on the runs' CPU time (user + system).\n"
     );
     for r in results {
         let _ = writeln!(md, "## {}\n", r.name);
@@ -1009,7 +1051,7 @@ fn report(
         let _ = writeln!(
             md,
             "| variant | median s | spread | vs plain | net of control | share of {} gain | \
-             vs plain, CPU time |\n|---|---:|---:|---:|---:|---:|---:|",
+             vs plain, fastest | vs plain, CPU time |\n|---|---:|---:|---:|---:|---:|---:|---:|",
             r.anchor
         );
         let anchor = r.speedup(r.anchor);
@@ -1029,18 +1071,19 @@ fn report(
                 (None, Some(m)) => {
                     let _ = writeln!(
                         md,
-                        "| {}{flag} | {m:.3} | {:.1}% | {} | {} | {} | {} |",
+                        "| {}{flag} | {m:.3} | {:.1}% | {} | {} | {} | {} | {} |",
                         v.name,
                         spread(&v.seconds),
                         ratio(speedup),
                         ratio(net),
                         sh.map(|s| format!("{s:.0}%")).unwrap_or_default(),
+                        ratio(r.best_speedup(v.name)),
                         ratio(r.cpu_speedup(v.name))
                     );
                 }
                 (e, _) => {
                     let why = e.as_deref().map(short).unwrap_or_else(|| "not run".into());
-                    let _ = writeln!(md, "| {} | failed: {why} | | | | | |", v.name);
+                    let _ = writeln!(md, "| {} | failed: {why} | | | | | | |", v.name);
                 }
             }
             rows.push(json!({
@@ -1048,6 +1091,7 @@ fn report(
                 "seconds": v.seconds,
                 "cpu_seconds": v.cpu_seconds,
                 "speedup_vs_plain_cpu_time": r.cpu_speedup(v.name),
+                "speedup_vs_plain_fastest_run": r.best_speedup(v.name),
                 "median_seconds": med,
                 "speedup_vs_plain": speedup,
                 "speedup_vs_control": net,
@@ -1094,15 +1138,22 @@ fn report(
     let _ = writeln!(
         md,
         "## Summary\n\nGeometric means of the speedup over plain, over the Rust fixtures where \
-         the variant was measured.\n\n| variant | fixtures | geomean speedup | share of instr \
-         gain |\n|---|---:|---:|---:|"
+         the variant was measured (medians; and each variant's fastest runs).\n\n| variant | \
+         fixtures | geomean speedup | share of instr gain | geomean, fastest | share, fastest \
+         |\n|---|---:|---:|---:|---:|---:|"
     );
     let instr: Vec<f64> = rust.iter().filter_map(|r| r.speedup("instr")).collect();
     let instr_geo = (!instr.is_empty()).then(|| geomean(&instr));
+    let instr_best: Vec<f64> = rust
+        .iter()
+        .filter_map(|r| r.best_speedup("instr"))
+        .collect();
+    let instr_best_geo = (!instr_best.is_empty()).then(|| geomean(&instr_best));
     for name in [
         "control",
         "instr",
         "profgen",
+        "pgo-first",
         "pgo-timecounts",
         "pgo-sample",
         "pgo+contexts",
@@ -1112,18 +1163,22 @@ fn report(
     ] {
         let xs: Vec<f64> = rust.iter().filter_map(|r| r.speedup(name)).collect();
         if xs.is_empty() {
-            let _ = writeln!(md, "| {name} | 0 | | |");
+            let _ = writeln!(md, "| {name} | 0 | | | | |");
             continue;
         }
         let g = geomean(&xs);
         let sh = share(Some(g), instr_geo);
+        let best: Vec<f64> = rust.iter().filter_map(|r| r.best_speedup(name)).collect();
+        let gb = geomean(&best);
+        let shb = share(Some(gb), instr_best_geo);
         let _ = writeln!(
             md,
-            "| {name} | {} | {g:.3}x | {} |",
+            "| {name} | {} | {g:.3}x | {} | {gb:.3}x | {} |",
             xs.len(),
-            sh.map(|s| format!("{s:.0}%")).unwrap_or_default()
+            sh.map(|s| format!("{s:.0}%")).unwrap_or_default(),
+            shb.map(|s| format!("{s:.0}%")).unwrap_or_default()
         );
-        summary.push(json!({"variant": name, "fixtures": xs.len(), "geomean_speedup": g, "share_of_instr_gain_percent": sh}));
+        summary.push(json!({"variant": name, "fixtures": xs.len(), "geomean_speedup": g, "share_of_instr_gain_percent": sh, "geomean_speedup_fastest_run": gb, "share_of_instr_gain_percent_fastest_run": shb}));
     }
     // pgo's share of instr's gain over the fixtures where both were measured.
     let both: Vec<(f64, f64)> = rust

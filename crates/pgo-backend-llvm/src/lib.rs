@@ -338,6 +338,11 @@ impl Backend for Rustc {
         "rustc"
     }
 
+    /// v0 names (what the next build calls its functions) and discriminators.
+    fn profiling_build_env(&self) -> Vec<EnvEdit> {
+        Rustc::names_build_env()
+    }
+
     fn plan(&self, request: &Request<'_>) -> Result<Plan, String> {
         if matches!(request.target.language, Language::Go | Language::C) {
             return Err(format!(
@@ -436,6 +441,17 @@ pub struct Clang {
 impl Backend for Clang {
     fn name(&self) -> &str {
         "clang"
+    }
+
+    /// Discriminators: the blocks of one line told apart in the binary's DWARF.
+    fn profiling_build_env(&self) -> Vec<EnvEdit> {
+        ["CFLAGS", "CXXFLAGS"]
+            .into_iter()
+            .map(|name| EnvEdit::AppendFlags {
+                name: name.into(),
+                flags: vec!["-fdebug-info-for-profiling".into()],
+            })
+            .collect()
     }
 
     fn plan(&self, request: &Request<'_>) -> Result<Plan, String> {

@@ -115,4 +115,11 @@ pub trait Backend {
     fn after_build(&self, _request: &Request<'_>, _binary: &Path) -> Result<Plan, String> {
         Ok(Plan::default())
     }
+    /// The environment of a build without a profile whose binary profiles best: what the
+    /// backend's own builds add besides the profile (the names and debug information the next
+    /// `pgo apply` reads). `pgo apply --allow-missing` builds with it when there is no profile
+    /// yet, so a project's first build is ready to be profiled. The default adds nothing.
+    fn profiling_build_env(&self) -> Vec<EnvEdit> {
+        Vec::new()
+    }
 }

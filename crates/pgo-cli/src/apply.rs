@@ -37,7 +37,9 @@ pub struct ApplyArgs {
     /// functions that still exist in the sources at the same start line.
     #[arg(long, value_name = "PCT")]
     fail_below: Option<f64>,
-    /// Build without PGO (and say so) when a profile is missing or unreadable.
+    /// Build without PGO (and say so) when a profile is missing or unreadable, with the
+    /// backend's profile-less flags (rustc: v0 names, discriminators), so that the binary is
+    /// the one to profile for the next build: a project's first CI run.
     #[arg(long)]
     allow_missing: bool,
     /// Print the environment and write the artifacts, but do not build.
@@ -192,10 +194,29 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
             eprintln!(
                 "pgo: WARNING: --allow-missing: building WITHOUT profile-guided optimization"
             );
+            // The build still gets the backend's profile-less flags, so that a profile of
+            // this binary has the names and discriminators the next `pgo apply` reads.
+            let edits = backend.profiling_build_env();
+            let merged = merge_env(&edits, &workdir)?;
+            if !edits.is_empty() {
+                eprintln!(
+                    "pgo: building with {}'s flags for a binary to profile: {}",
+                    backend.name(),
+                    edits
+                        .iter()
+                        .map(|e| match e {
+                            pgo_backend::EnvEdit::Set { name, value } => format!("{name}={value}"),
+                            pgo_backend::EnvEdit::AppendFlags { name, flags } =>
+                                format!("{name} += {}", flags.join(" ")),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             let code = if a.dry_run {
                 0
             } else {
-                run_build(&a.command, None, a.json)?
+                run_build(&a.command, Some(&merged), a.json)?
             };
             if a.json {
                 emit_json(&json!({"applied": false, "reason": e.to_string(), "build_exit": code}))?;

@@ -184,21 +184,34 @@ fn a_missing_profile_is_an_error_unless_allowed_and_then_it_says_so() {
     assert!(err.contains("nope.pb.gz"), "{err}");
     assert!(!marker.exists());
 
+    // The build runs, and with the flags that make its binary the one to profile next (v0
+    // names, discriminators), merged into cargo's flags.
+    let build = format!(
+        "echo \"$RUSTC_BOOTSTRAP $CARGO_ENCODED_RUSTFLAGS\" > '{}'",
+        marker.display()
+    );
     let out = apply(
         dir.path(),
         &[
             &"--profile",
             &missing,
             &"--allow-missing",
+            &"--backend",
+            &"rustc",
             &"--",
-            &"touch",
-            &marker,
+            &"sh",
+            &"-c",
+            &build,
         ],
         &[],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("WITHOUT profile-guided optimization"));
-    assert!(marker.exists(), "the build ran");
+    let env = std::fs::read_to_string(&marker).expect("the build ran");
+    assert!(env.starts_with("1 "), "{env}");
+    assert!(env.contains("-Zdebug-info-for-profiling"), "{env}");
+    assert!(env.contains("-Csymbol-mangling-version=v0"), "{env}");
+    assert!(!env.contains("profile-sample-use"), "{env}");
 }
 
 #[test]
