@@ -209,10 +209,14 @@ fn demo() -> Result<(), String> {
         .arg(out.join("go-cpu-diff.svg")))?;
 
     // The whole loop on a Rust interpreter (dyn dispatch, a parser, recursion): a plain
-    // release build, a profile of its training run, the decisions, a rebuild through
-    // `pgo apply`, and both builds timed on a different (measurement) input.
+    // release build to compare with; the first build through `pgo apply` (no profile yet, so
+    // it builds with pgo's flags only: the binary a project deploys and profiles); a profile
+    // of its training run, the decisions, the rebuild through `pgo apply`, and the plain and
+    // the pgo build timed on a different (measurement) input.
     let manifest = root.join("fixtures/suite/interp/Cargo.toml");
+    let interp = root.join("fixtures/suite/interp");
     let plain_dir = out.join("interp-plain");
+    let first_dir = out.join("interp-first");
     let pgo_dir = out.join("interp-pgo");
     eprintln!("\n== Building fixtures/suite/interp plainly (cargo build --release)");
     run(Command::new(env!("CARGO"))
@@ -222,14 +226,31 @@ fn demo() -> Result<(), String> {
         .env_remove("RUSTFLAGS"))?;
     let plain = plain_dir.join("release/suite-interp");
 
-    eprintln!("\n== Recording its training run: pgo collect -- suite-interp train");
     let profile = out.join("interp.pb.gz");
+    // A profile of an earlier run would be stale: the first build has none.
+    let _ = std::fs::remove_file(&profile);
+    eprintln!(
+        "\n== The first build through pgo apply: no profile yet (--allow-missing), so pgo's \
+         flags only"
+    );
+    run(Command::new(&pgo)
+        .current_dir(&interp)
+        .arg("apply")
+        .arg("--profile")
+        .arg(&profile)
+        .arg("--allow-missing")
+        .args(["--", "cargo", "build", "--release", "--quiet"])
+        .env("CARGO_TARGET_DIR", &first_dir)
+        .env_remove("RUSTFLAGS"))?;
+    let first = first_dir.join("release/suite-interp");
+
+    eprintln!("\n== Recording its training run: pgo collect -- suite-interp train");
     run(Command::new(&pgo)
         .arg("collect")
         .arg("-o")
         .arg(&profile)
         .arg("--")
-        .arg(&plain)
+        .arg(&first)
         .arg("train"))?;
     run(Command::new(&pgo)
         .args(["top", "--cum", "-n", "10"])
@@ -241,7 +262,7 @@ fn demo() -> Result<(), String> {
         .arg("analyze")
         .arg(&profile)
         .arg("--binary")
-        .arg(&plain)
+        .arg(&first)
         .arg("-o")
         .arg(&decisions))?;
     run(Command::new(&pgo)
@@ -257,7 +278,7 @@ fn demo() -> Result<(), String> {
 
     eprintln!("\n== Rebuilding through pgo apply (rustc backend)");
     run(Command::new(&pgo)
-        .current_dir(root.join("fixtures/suite/interp"))
+        .current_dir(&interp)
         .arg("apply")
         .arg("--profile")
         .arg(&profile)
@@ -360,17 +381,26 @@ fn refresh_profile() -> Result<(), String> {
     // The profiled pgo is built with pgo's own rustc flags (v0 symbol names), as a pgo-built
     // production binary would be: its profile's names match the next build directly, so the
     // CI build through `pgo apply` needs no names build.
+    // `pgo apply --allow-missing` without a profile builds with exactly those flags.
     let build_dir = root.join("target/dogfood/refresh-build");
-    run(Command::new(env!("CARGO"))
+    run(Command::new(root.join("target/release/pgo"))
         .current_dir(&root)
-        .args(["build", "--release", "--quiet", "-p", "pgo-cli"])
+        .arg("apply")
+        .arg("--profile")
+        .arg(dir.join("none.pb.gz"))
+        .arg("--allow-missing")
+        .args([
+            "--",
+            "cargo",
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "pgo-cli",
+        ])
         .env("CARGO_TARGET_DIR", &build_dir)
-        .env("RUSTC_BOOTSTRAP", "1")
         .env_remove("RUSTFLAGS")
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            "-Zdebug-info-for-profiling\u{1f}-Csymbol-mangling-version=v0",
-        ))?;
+        .env_remove("CARGO_ENCODED_RUSTFLAGS"))?;
     // A copy of the binary being profiled: the workload's input points into it.
     let binary = dir.join("pgo");
     std::fs::copy(build_dir.join("release/pgo"), &binary)

@@ -128,10 +128,10 @@ impl BlockCounts {
                 let Some(b) = cfg.block_of(addr) else {
                     continue;
                 };
-                // Blocks that never ran keep their zero: where a `match` or a branch did not
-                // go is as much a part of the profile as where it went (without it, LLVM
-                // spreads the unknown share evenly over the arms).
-                let c = (inferred.block[b] * SCALE).round().max(0.0);
+                let c = (inferred.block[b] * SCALE).round();
+                if c < 1.0 {
+                    continue;
+                }
                 let frames = symbolizer.symbolize_loaded(object, addr).frames;
                 let Some(outer) = frames.last() else { continue };
                 let name = outer.function_linkage_name.to_string();

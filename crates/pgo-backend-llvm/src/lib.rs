@@ -102,8 +102,16 @@ fn write_files(
                 Ok(counts) => {
                     files.notes.push(format!(
                         "execution counts from {}: {} functions disassembled, {:.1}% of the \
-                         program's samples",
-                        counts.binary, counts.functions, counts.covered_percent
+                         program's samples; {}",
+                        counts.binary,
+                        counts.functions,
+                        counts.covered_percent,
+                        if counts.discriminators {
+                            "blocks of one line told apart by its discriminators"
+                        } else {
+                            "it has no discriminators, so blocks of one line share a count \
+                             (profile a binary built by pgo apply to tell them apart)"
+                        }
                     ));
                     options.block_counts = Some(counts);
                 }
