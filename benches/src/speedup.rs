@@ -660,7 +660,7 @@ fn build_rust(pgo: &Path, fx: &Fixture, r: &mut FixtureResult) {
     let mut p = Progress {
         fixture: fx.name.clone(),
         step: 0,
-        total: 11,
+        total: 12,
     };
     p.step("building plain");
     let plain = fx.cargo_build(&fx.builds.join("plain"), &[]);
