@@ -345,6 +345,17 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The build command of release pgo, after `pgo apply`'s options.
+const PGO_BUILD: [&str; 7] = [
+    "--",
+    "cargo",
+    "build",
+    "--release",
+    "--quiet",
+    "-p",
+    "pgo-cli",
+];
+
 /// The committed profile of pgo itself (`cargo xtask refresh-profile` writes it).
 const SELF_PROFILE: &str = "profiles/pgo-self.pb.gz";
 
@@ -389,15 +400,7 @@ fn refresh_profile() -> Result<(), String> {
         .arg("--profile")
         .arg(dir.join("none.pb.gz"))
         .arg("--allow-missing")
-        .args([
-            "--",
-            "cargo",
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "pgo-cli",
-        ])
+        .args(PGO_BUILD)
         .env("CARGO_TARGET_DIR", &build_dir)
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS"))?;
@@ -446,15 +449,7 @@ fn dogfood_build(pgo: &Path, target_dir: &Path) -> Result<PathBuf, String> {
         .arg(target_dir.join("pgo-files"))
         .arg("--output-binary")
         .arg(target_dir.join("release/pgo"))
-        .args([
-            "--",
-            "cargo",
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "pgo-cli",
-        ])
+        .args(PGO_BUILD)
         .env("CARGO_TARGET_DIR", target_dir)
         .env_remove("RUSTFLAGS"))
     .map_err(|e| format!("{e} (if the profile is stale, run `cargo xtask refresh-profile`)"))?;

@@ -312,19 +312,22 @@ fn checksum_of(binary: &Path, args: &[&str]) -> String {
     format!("{head}\n{last}")
 }
 
-#[test]
-fn clang_backend_builds_a_c_program_with_the_profile() {
-    let dir = tempfile::tempdir().unwrap();
-    let work = dir.path();
+/// `clang-22 -O2 -g EXTRA main.c -o OUT`, as a shell command line.
+fn clang(out: &str, extra: &str) -> String {
+    format!("clang-22 -O2 -g {extra} main.c -o {out}")
+}
+
+/// The C fixture copied into `work`, built as `work/NAME` with `flags`, and a `pgo collect`
+/// profile of its `train` run (`work/c.pb.gz`).
+fn c_fixture_profile(work: &Path, name: &str, flags: &str) -> PathBuf {
     std::fs::copy(
         root().join("fixtures/suite/c-sort/main.c"),
         work.join("main.c"),
     )
     .unwrap();
-    let clang = |out: &str, extra: &str| format!("clang-22 -O2 -g {extra} main.c -o {out}");
     let status = Command::new("sh")
         .current_dir(work)
-        .args(["-c", &clang("plain", "")])
+        .args(["-c", &clang(name, flags)])
         .status()
         .expect("clang-22 runs (Debian package clang-22; `cargo xtask test` installs it)");
     assert!(status.success());
@@ -334,9 +337,17 @@ fn clang_backend_builds_a_c_program_with_the_profile() {
         &"-o",
         &profile,
         &"--",
-        &work.join("plain"),
+        &work.join(name),
         &"train",
     ]));
+    profile
+}
+
+#[test]
+fn clang_backend_builds_a_c_program_with_the_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let profile = c_fixture_profile(work, "plain", "");
 
     let build = clang(
         "out",
@@ -388,27 +399,7 @@ fn clang_backend_builds_a_c_program_with_the_profile() {
 fn a_profile_of_a_pgo_built_binary_carries_discriminators_the_compiler_applies() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path();
-    std::fs::copy(
-        root().join("fixtures/suite/c-sort/main.c"),
-        work.join("main.c"),
-    )
-    .unwrap();
-    let clang = |out: &str, extra: &str| format!("clang-22 -O2 -g {extra} main.c -o {out}");
-    let status = Command::new("sh")
-        .current_dir(work)
-        .args(["-c", &clang("profiled", "-fdebug-info-for-profiling")])
-        .status()
-        .expect("clang-22 runs (Debian package clang-22; `cargo xtask test` installs it)");
-    assert!(status.success());
-    let profile = work.join("c.pb.gz");
-    ok(pgo(&[
-        &"collect",
-        &"-o",
-        &profile,
-        &"--",
-        &work.join("profiled"),
-        &"train",
-    ]));
+    let profile = c_fixture_profile(work, "profiled", "-fdebug-info-for-profiling");
 
     let build = clang("out", "$CFLAGS -Rpass-analysis=sample-profile-impl") + " $LDFLAGS";
     let files = work.join("pgo-files");
