@@ -35,6 +35,12 @@ pub struct Parts {
     pub inline_contexts: bool,
     pub inline_replay: bool,
     pub function_order: bool,
+    /// Let LLVM re-infer block counts by flow (profi, `-sample-profile-use-profi`). Off by
+    /// default: with execution counts the profile already holds counts inferred by flow on
+    /// the profiled binary's CFG, and re-inferring them on the new build's IR measured
+    /// 9–19% slower on the graph fixture (its hot loop spilled to the stack) for ±3%
+    /// elsewhere (BENCHMARKS.md).
+    pub profi: bool,
 }
 
 impl Default for Parts {
@@ -45,6 +51,7 @@ impl Default for Parts {
             inline_contexts: true,
             inline_replay: true,
             function_order: true,
+            profi: false,
         }
     }
 }
@@ -403,10 +410,9 @@ impl Backend for Rustc {
         let mut flags: Vec<String> = Vec::new();
         if let Some(p) = &files.sample_profile {
             flags.push(format!("-Zprofile-sample-use={p}"));
-            // Block counts the profile cannot give directly (lines the new build splits into
-            // blocks differently) are inferred by flow (profi), not left at zero: measured
-            // to turn the parser fixture's regression into a gain (BENCHMARKS.md).
-            flags.push(format!("-Cllvm-args={PROFI}"));
+            if self.parts.profi {
+                flags.push(format!("-Cllvm-args={PROFI}"));
+            }
         }
         flags.extend(RUSTC_FLAGS.iter().map(|f| f.to_string()));
         if let Some(p) = &files.inline_replay {
@@ -479,8 +485,10 @@ impl Backend for Clang {
         if let Some(p) = &files.sample_profile {
             cflags.push(format!("-fprofile-sample-use={p}"));
             cflags.push("-fdebug-info-for-profiling".into());
-            cflags.push("-mllvm".into());
-            cflags.push(PROFI.into());
+            if self.parts.profi {
+                cflags.push("-mllvm".into());
+                cflags.push(PROFI.into());
+            }
             // The sample loader matches instructions by their debug locations, so the build
             // needs debug info; but a later -g option replaces an earlier one, so add the
             // least only when the user asked for none.

@@ -61,6 +61,10 @@ pub struct ApplyArgs {
     /// binary's blocks (ablation).
     #[arg(long)]
     no_block_counts: bool,
+    /// rustc/clang: have LLVM re-infer block counts by flow (`-sample-profile-use-profi`);
+    /// off by default, as the execution counts are inferred by flow already.
+    #[arg(long)]
+    profi: bool,
     /// Print a JSON summary on stdout (the build's own output goes to stderr).
     #[arg(long)]
     json: bool,
@@ -109,6 +113,7 @@ fn backend_for(
         inline_contexts: !a.no_inline_contexts,
         inline_replay: !a.no_inline_replay,
         function_order: !a.no_function_order,
+        profi: a.profi,
     };
     Ok(match name {
         "rustc" => Box::new(pgo_backend_llvm::Rustc::new(parts, names_from)),
