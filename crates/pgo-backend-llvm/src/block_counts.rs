@@ -155,15 +155,13 @@ impl BlockCounts {
                     } else {
                         0
                     };
-                    record = record
-                        .callsites_mut()
-                        .entry(LineKey {
+                    record = record.nested_mut(
+                        LineKey {
                             offset,
                             discriminator,
-                        })
-                        .or_default()
-                        .entry(callee.function_linkage_name.to_string())
-                        .or_default();
+                        },
+                        &callee.function_linkage_name,
+                    );
                 }
                 let inner = &frames[0];
                 if let (true, Some(offset)) = (ok, offset(inner.line, inner.start_line)) {
@@ -331,12 +329,7 @@ fn fill(record: &mut Record, template: &Record, share: f64, calls: &Calls<'_>) {
     }
     for (off, callees) in template.callsites() {
         for (callee, t) in callees {
-            let nested = record
-                .callsites_mut()
-                .entry(*off)
-                .or_default()
-                .entry(callee.clone())
-                .or_default();
+            let nested = record.nested_mut(*off, callee);
             if !nested.is_decided() {
                 fill(nested, t, share, calls);
             }

@@ -290,12 +290,7 @@ fn place(top: &mut BTreeMap<String, Record>, chains: &[&[Step]], weight: u64, op
                 r.phys += weight;
             }
             for (i, (off, callee)) in path.iter().enumerate() {
-                r = r
-                    .callsites
-                    .entry(LineKey::line(*off))
-                    .or_default()
-                    .entry(callee.clone())
-                    .or_default();
+                r = r.nested_mut(LineKey::line(*off), callee);
                 r.total += weight;
                 if i + 1 == base {
                     r.phys += weight;
@@ -344,12 +339,7 @@ fn record_at<'t>(
 ) -> &'t mut Record {
     let mut r = top.entry(root.to_string()).or_default();
     for (off, callee) in path {
-        r = r
-            .callsites
-            .entry(LineKey::line(*off))
-            .or_default()
-            .entry(callee.clone())
-            .or_default();
+        r = r.nested_mut(LineKey::line(*off), callee);
     }
     r
 }
@@ -415,6 +405,14 @@ impl Record {
     }
     pub(crate) fn phys(&self) -> u64 {
         self.phys
+    }
+    /// The record of `callee` inlined at call site `key`, created as needed.
+    pub(crate) fn nested_mut(&mut self, key: LineKey, callee: &str) -> &mut Record {
+        self.callsites
+            .entry(key)
+            .or_default()
+            .entry(callee.to_string())
+            .or_default()
     }
     /// Notes a call instruction at `key` that runs `executions` times.
     pub(crate) fn note_call(&mut self, key: LineKey, executions: u64) {
