@@ -205,18 +205,10 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
             let merged = merge_env(&edits, &workdir)?;
             if !edits.is_empty() {
                 eprintln!(
-                    "pgo: building with {}'s flags for a binary to profile: {}",
-                    backend.name(),
-                    edits
-                        .iter()
-                        .map(|e| match e {
-                            pgo_backend::EnvEdit::Set { name, value } => format!("{name}={value}"),
-                            pgo_backend::EnvEdit::AppendFlags { name, flags } =>
-                                format!("{name} += {}", flags.join(" ")),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "pgo: building with {}'s flags for a binary to profile:",
+                    backend.name()
                 );
+                report_env(&merged.vars);
             }
             let code = if a.dry_run {
                 0
@@ -431,13 +423,18 @@ fn report_plan(backend: &str, plan: &Plan, vars: &[(String, Option<String>)], qu
     }
     eprintln!("pgo: backend {backend}:");
     report_artifacts(&plan.artifacts, "pgo:   ");
+    report_env(vars);
+    report_notes(&plan.notes);
+}
+
+/// The variables a build gets: set (flags separated by spaces) or unset.
+fn report_env(vars: &[(String, Option<String>)]) {
     for (name, value) in vars {
         match value {
             Some(v) => eprintln!("pgo:   {name}={}", v.replace('\u{1f}', " ")),
             None => eprintln!("pgo:   unset {name}"),
         }
     }
-    report_notes(&plan.notes);
 }
 
 fn report_artifacts(artifacts: &[pgo_backend::Artifact], prefix: &str) {
