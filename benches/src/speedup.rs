@@ -141,9 +141,19 @@ struct FixtureResult {
 }
 
 impl FixtureResult {
-    fn median(&self, name: &str) -> Option<f64> {
+    /// `stat` of the measured variant `name`'s `times` (seconds or CPU seconds).
+    fn stat(
+        &self,
+        name: &str,
+        times: fn(&Variant) -> &Vec<f64>,
+        stat: fn(&[f64]) -> f64,
+    ) -> Option<f64> {
         let v = self.variants.iter().find(|v| v.name == name)?;
-        (v.error.is_none() && !v.seconds.is_empty()).then(|| median(v.seconds.clone()))
+        (v.error.is_none() && !times(v).is_empty()).then(|| stat(times(v)))
+    }
+
+    fn median(&self, name: &str) -> Option<f64> {
+        self.stat(name, |v| &v.seconds, median_of)
     }
 
     /// plain / variant.
@@ -154,22 +164,23 @@ impl FixtureResult {
     /// plain / variant on each one's fastest run: interference from other work on the
     /// machine only ever adds time, so the minimum is the estimate it disturbs least.
     fn best_speedup(&self, name: &str) -> Option<f64> {
-        let best = |name: &str| {
-            let v = self.variants.iter().find(|v| v.name == name)?;
-            (v.error.is_none() && !v.seconds.is_empty())
-                .then(|| v.seconds.iter().copied().fold(f64::INFINITY, f64::min))
-        };
+        let best = |name| self.stat(name, |v| &v.seconds, fastest);
         Some(best("plain")? / best(name)?)
     }
 
     /// plain / variant, on CPU time.
     fn cpu_speedup(&self, name: &str) -> Option<f64> {
-        let cpu = |name: &str| {
-            let v = self.variants.iter().find(|v| v.name == name)?;
-            (v.error.is_none() && !v.cpu_seconds.is_empty()).then(|| median(v.cpu_seconds.clone()))
-        };
+        let cpu = |name| self.stat(name, |v| &v.cpu_seconds, median_of);
         Some(cpu("plain")? / cpu(name)?)
     }
+}
+
+fn median_of(times: &[f64]) -> f64 {
+    median(times.to_vec())
+}
+
+fn fastest(times: &[f64]) -> f64 {
+    times.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 /// One line of progress per step on stderr: `interp: building instr (3/10)…`.
