@@ -44,14 +44,17 @@ fn sets_up_frame_pointer(code: &[u8], address: u64) -> bool {
 /// more that set one up (leaf functions may legitimately omit it).
 pub fn detect_frame_pointers(path: &Path) -> FramePointerVerdict {
     let name = path.display();
+    // Without a binary to look at, the programs that actually run are unknown (a script
+    // starts others, which may lack frame pointers): DWARF unwinding is right for either kind.
     let Ok(data) = std::fs::read(path) else {
-        return FramePointerVerdict::Present(format!(
-            "{name} is unreadable; assumed frame pointers"
+        return FramePointerVerdict::Absent(format!(
+            "{name} is unreadable; DWARF works with or without frame pointers"
         ));
     };
     let Ok(file) = object::File::parse(&*data) else {
-        return FramePointerVerdict::Present(format!(
-            "{name} is not an ELF file; assumed frame pointers"
+        return FramePointerVerdict::Absent(format!(
+            "{name} is not an ELF file (a script?): the programs it starts may lack frame \
+             pointers"
         ));
     };
     if file.section_by_name(".go.buildinfo").is_some()

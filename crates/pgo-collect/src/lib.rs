@@ -30,7 +30,8 @@ pub use url::fetch_profile;
 /// How call stacks are rebuilt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnwindMode {
-    /// Frame pointers if the program's main binary keeps them, DWARF otherwise.
+    /// Frame pointers if the program's main binary keeps them, DWARF otherwise (also when it
+    /// is a script or cannot be read: the programs it starts are unknown).
     Auto,
     /// The kernel walks frame pointers (cheap; wrong or short stacks without them).
     FramePointers,
@@ -139,8 +140,10 @@ pub fn collect(
             Some(FramePointerVerdict::Present(why)) => (UnwindMode::FramePointers, why),
             Some(FramePointerVerdict::Absent(why)) => (UnwindMode::Dwarf, why),
             None => (
-                UnwindMode::FramePointers,
-                "the program's executable was not found; assumed frame pointers".to_string(),
+                UnwindMode::Dwarf,
+                "the program's executable was not found; DWARF works with or without frame \
+                 pointers"
+                    .to_string(),
             ),
         },
         mode => (mode, "chosen with --unwind".to_string()),
