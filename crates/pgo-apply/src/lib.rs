@@ -4,5 +4,6 @@
 //!
 //! It does not write toolchain files (backends do) or parse command lines (pgo-cli does).
 
+pub mod cargo_profile;
 pub mod rustflags;
 pub mod staleness;

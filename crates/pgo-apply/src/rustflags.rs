@@ -18,6 +18,8 @@ use std::process::Command;
 
 use pgo_backend::EnvEdit;
 
+use crate::cargo_profile::{CargoBuild, DebugLevel, ProfileSettings, profile_var};
+
 /// One `rustc --print cfg` entry: `unix`, or `target_os="linux"`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Cfg {
@@ -345,9 +347,9 @@ impl UserFlags {
 }
 
 /// A parsed config file.
-struct ConfigFile {
-    path: PathBuf,
-    table: toml::Table,
+pub(crate) struct ConfigFile {
+    pub(crate) path: PathBuf,
+    pub(crate) table: toml::Table,
 }
 
 /// A `string or array of strings` config value with its definitions merged as cargo does.
@@ -358,7 +360,7 @@ struct StringList {
 
 /// The config files cargo reads for a build in `workdir`, highest precedence (deepest) first,
 /// `$CARGO_HOME/config.toml` last.
-fn config_files(
+pub(crate) fn config_files(
     workdir: &Path,
     env: &impl Fn(&str) -> Option<String>,
     warnings: &mut Vec<String>,
@@ -441,7 +443,7 @@ fn absolute(path: &Path, base: &Path) -> PathBuf {
     out
 }
 
-fn lookup<'a>(table: &'a toml::Table, path: &[&str]) -> Option<&'a toml::Value> {
+pub(crate) fn lookup<'a>(table: &'a toml::Table, path: &[&str]) -> Option<&'a toml::Value> {
     let (first, rest) = path.split_first()?;
     let value = table.get(*first)?;
     if rest.is_empty() {
@@ -945,6 +947,8 @@ pub struct MergedEnv {
     pub vars: Vec<(String, Option<String>)>,
     /// Conflicts and replacements the user should know about.
     pub warnings: Vec<String>,
+    /// What was changed on the user's behalf and why.
+    pub notes: Vec<String>,
     /// The user's own rustflags, when an edit touched them.
     pub user_rustflags: Option<UserFlags>,
 }
@@ -1190,16 +1194,24 @@ fn is_rustflags(name: &str) -> bool {
 /// Added flags the user already has (in any spelling of `-C`/`-Z`/`--cfg`) are not repeated;
 /// the user's own profile or symbol-mangling flags that differ from the backend's are reported
 /// as conflicts in [`MergedEnv::warnings`].
+///
+/// `CargoDebugAtLeast` sets `CARGO_PROFILE_<NAME>_DEBUG` for `cargo`'s profile when the
+/// profile resolves to less debug info (see [`crate::cargo_profile`]).
 pub fn merged_env(
     edits: &[EnvEdit],
     workdir: &Path,
     env: &impl Fn(&str) -> Option<String>,
     host: &Host,
+    cargo: &CargoBuild,
 ) -> Result<MergedEnv, String> {
     // Both rustflags variables are one logical variable, keyed "RUSTFLAGS".
     let mut plans: Vec<(String, VarPlan)> = Vec::new();
     let mut out = MergedEnv::default();
     for edit in edits {
+        if let EnvEdit::CargoDebugAtLeast { level } = edit {
+            cargo_debug_at_least(level, workdir, env, cargo, &mut out)?;
+            continue;
+        }
         let name = if is_rustflags(edit.name()) {
             "RUSTFLAGS"
         } else {
@@ -1227,6 +1239,7 @@ pub fn merged_env(
                 plan.set = Some(value.clone());
                 plan.appended.clear();
             }
+            EnvEdit::CargoDebugAtLeast { .. } => {}
             EnvEdit::AppendFlags { flags, .. } => {
                 for f in flags {
                     if f.is_empty() {
@@ -1249,6 +1262,54 @@ pub fn merged_env(
         }
     }
     Ok(out)
+}
+
+/// Raises the debug level of `cargo`'s profile to `level` when it resolves lower.
+fn cargo_debug_at_least(
+    level: &str,
+    workdir: &Path,
+    env: &impl Fn(&str) -> Option<String>,
+    cargo: &CargoBuild,
+    out: &mut MergedEnv,
+) -> Result<(), String> {
+    let wanted = DebugLevel::from_name(level)
+        .ok_or_else(|| format!("the backend asks for an unknown debug level {level:?}"))?;
+    let settings = ProfileSettings::load(workdir, cargo, env)?;
+    let (current, origin) = settings.debug(env);
+    let profile = &cargo.profile;
+    if let Some(strip) = settings.get("strip", env) {
+        let strips_debug = match &strip.value {
+            toml::Value::Boolean(b) => *b,
+            toml::Value::String(s) => s == "debuginfo" || s == "symbols",
+            _ => false,
+        };
+        if strips_debug {
+            out.warnings.push(format!(
+                "Cargo profile `{profile}` strips debug info (strip = {}, {}): a profile of \
+                 this binary will have no lines; profile a build without strip",
+                strip.value, strip.origin
+            ));
+        }
+    }
+    if current.is_some_and(|c| c >= wanted) {
+        return Ok(());
+    }
+    let var = profile_var(profile, "debug");
+    out.vars
+        .push((var.clone(), Some(wanted.name().to_string())));
+    out.notes.push(format!(
+        "{var}={}: Cargo profile `{profile}`{} has debug = {} ({origin}); pgo needs line \
+         tables and linkage names in the binaries it profiles and builds (debug info does not \
+         change the generated code)",
+        wanted.name(),
+        if cargo.from_command {
+            ""
+        } else {
+            " (assumed: the build command is not cargo)"
+        },
+        current.map_or("an unknown value", DebugLevel::name),
+    ));
+    Ok(())
 }
 
 fn rust_vars(
@@ -1375,6 +1436,10 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k: &str| map.get(k).cloned()
+    }
+
+    fn release() -> CargoBuild {
+        crate::cargo_profile::cargo_build(&["cargo", "build", "--release"])
     }
 
     fn linux() -> Host {
@@ -1804,7 +1869,7 @@ mod tests {
             ("CFLAGS", "-O2  -g"),
             ("GOFLAGS", "-mod=vendor"),
         ]);
-        let m = merged_env(&edits, &t.proj, &env, &linux()).unwrap();
+        let m = merged_env(&edits, &t.proj, &env, &linux(), &release()).unwrap();
         assert_eq!(
             m.get("CARGO_ENCODED_RUSTFLAGS"),
             Some(Some(
@@ -1841,7 +1906,7 @@ mod tests {
                 "-C profile-use=/old.profdata --codegen symbol-mangling-version=v0 -Ctarget-cpu=native",
             ),
         ]);
-        let m = merged_env(&edits, &t.proj, &env, &linux()).unwrap();
+        let m = merged_env(&edits, &t.proj, &env, &linux(), &release()).unwrap();
         assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
         assert!(m.warnings[0].contains("profile-use=/old.profdata"));
         // The identical mangling flag (other spelling) is not repeated.
@@ -1867,7 +1932,7 @@ mod tests {
             ("CARGO_HOME", &home),
             ("RUSTFLAGS", "-Csymbol-mangling-version=legacy"),
         ]);
-        let m = merged_env(&edits, &t.proj, &env, &linux()).unwrap();
+        let m = merged_env(&edits, &t.proj, &env, &linux(), &release()).unwrap();
         assert!(m.warnings[0].contains("conflicts with"), "{:?}", m.warnings);
     }
 
@@ -1878,7 +1943,7 @@ mod tests {
         let env = env_of(&[("CARGO_HOME", &home)]);
         // Nothing to do.
         assert_eq!(
-            merged_env(&[], &t.proj, &env, &linux()).unwrap(),
+            merged_env(&[], &t.proj, &env, &linux(), &release()).unwrap(),
             MergedEnv::default()
         );
         // Set then append, on an unset variable; empty flags dropped.
@@ -1896,7 +1961,7 @@ mod tests {
                 flags: s(&["-C"]),
             },
         ];
-        let m = merged_env(&edits, &t.proj, &env, &linux()).unwrap();
+        let m = merged_env(&edits, &t.proj, &env, &linux(), &release()).unwrap();
         assert_eq!(m.get("LDFLAGS"), Some(Some("-Wl,-q -Wl,--emit-relocs")));
         assert_eq!(m.get("CARGO_ENCODED_RUSTFLAGS"), Some(Some("-C")));
         // Invalid names and separators are errors.
@@ -1904,12 +1969,78 @@ mod tests {
             name: "A=B".into(),
             value: String::new(),
         }];
-        assert!(merged_env(&bad, &t.proj, &env, &linux()).is_err());
+        assert!(merged_env(&bad, &t.proj, &env, &linux(), &release()).is_err());
         let bad = [EnvEdit::AppendFlags {
             name: "RUSTFLAGS".into(),
             flags: s(&["a\x1fb"]),
         }];
-        assert!(merged_env(&bad, &t.proj, &env, &linux()).is_err());
+        assert!(merged_env(&bad, &t.proj, &env, &linux(), &release()).is_err());
+    }
+
+    #[test]
+    fn a_cargo_profile_without_enough_debug_info_gets_it_through_its_variable() {
+        let t = tree(None, None, None);
+        let home = t.home.display().to_string();
+        let env = |k: &str| (k == "CARGO_HOME").then(|| home.clone());
+        let edits = [EnvEdit::CargoDebugAtLeast {
+            level: "limited".into(),
+        }];
+        let manifest = t.proj.join("Cargo.toml");
+        let at = |args: &[&str]| {
+            merged_env(
+                &edits,
+                &t.proj,
+                &env,
+                &linux(),
+                &crate::cargo_profile::cargo_build(args),
+            )
+            .unwrap()
+        };
+        // Cargo's release default is no debug info: raised, and the user is told why.
+        fs::write(&manifest, "[package]\nname = \"p\"\n").unwrap();
+        let m = at(&["cargo", "build", "--release"]);
+        assert_eq!(m.get("CARGO_PROFILE_RELEASE_DEBUG"), Some(Some("limited")));
+        assert!(m.notes[0].contains("Cargo's default"), "{:?}", m.notes);
+        assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+        // dev has full debug info already; a custom profile's variable follows its name.
+        assert!(at(&["cargo", "build"]).vars.is_empty());
+        fs::write(
+            &manifest,
+            "[package]\nname = \"p\"\n[profile.dist]\ninherits = \"release\"\nstrip = true\n",
+        )
+        .unwrap();
+        let m = at(&["cargo", "build", "--profile", "dist"]);
+        assert_eq!(m.get("CARGO_PROFILE_DIST_DEBUG"), Some(Some("limited")));
+        assert!(
+            m.warnings[0].contains("strips debug info"),
+            "{:?}",
+            m.warnings
+        );
+        // The user's own level is never lowered.
+        for debug in ["2", "true", "\"full\"", "1", "\"limited\""] {
+            fs::write(
+                &manifest,
+                format!("[package]\nname = \"p\"\n[profile.release]\ndebug = {debug}\n"),
+            )
+            .unwrap();
+            let m = at(&["cargo", "build", "--release"]);
+            assert!(
+                m.vars.is_empty() && m.notes.is_empty(),
+                "debug = {debug}: {m:?}"
+            );
+        }
+        // line-tables-only has no linkage names: raised.
+        fs::write(
+            &manifest,
+            "[package]\nname = \"p\"\n[profile.release]\ndebug = \"line-tables-only\"\n",
+        )
+        .unwrap();
+        let m = at(&["cargo", "build", "--release"]);
+        assert_eq!(m.get("CARGO_PROFILE_RELEASE_DEBUG"), Some(Some("limited")));
+        // An unreadable manifest is an error naming it.
+        fs::write(&manifest, "[package\n").unwrap();
+        let err = merged_env(&edits, &t.proj, &env, &linux(), &release()).unwrap_err();
+        assert!(err.contains("Cargo.toml is not valid TOML"), "{err}");
     }
 
     #[test]

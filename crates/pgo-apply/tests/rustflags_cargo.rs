@@ -120,7 +120,14 @@ fn cargo_uses_the_config_flags_and_the_added_ones() {
             "from_config".into(),
         ],
     }];
-    let merged = merged_env(&edits, &project, &env, &host).unwrap();
+    let merged = merged_env(
+        &edits,
+        &project,
+        &env,
+        &host,
+        &pgo_apply::cargo_profile::cargo_build(&["cargo", "build"]),
+    )
+    .unwrap();
     assert!(merged.warnings.is_empty(), "{:?}", merged.warnings);
     assert_eq!(
         cargo_run(&project, &merged.vars, &home),

@@ -303,6 +303,11 @@ pub struct Rustc {
 /// LLVM's profile inference for the blocks a sample profile leaves without counts.
 const PROFI: &str = "-sample-profile-use-profi";
 
+/// The debug info every Cargo build of ours needs, with or without a profile: the sample
+/// loader matches by debug locations, and the symbolizer needs linkage names of inlined
+/// functions (`line-tables-only` has none).
+const DEBUG_LEVEL: &str = "limited";
+
 /// The flags every rustc build of ours gets, with or without a profile.
 const RUSTC_FLAGS: [&str; 2] = ["-Zdebug-info-for-profiling", "-Csymbol-mangling-version=v0"];
 
@@ -343,6 +348,9 @@ impl Rustc {
             EnvEdit::AppendFlags {
                 name: "RUSTFLAGS".into(),
                 flags: RUSTC_FLAGS.iter().map(|f| f.to_string()).collect(),
+            },
+            EnvEdit::CargoDebugAtLeast {
+                level: DEBUG_LEVEL.into(),
             },
         ]
     }
@@ -434,6 +442,9 @@ impl Backend for Rustc {
                 EnvEdit::AppendFlags {
                     name: "RUSTFLAGS".into(),
                     flags,
+                },
+                EnvEdit::CargoDebugAtLeast {
+                    level: DEBUG_LEVEL.into(),
                 },
             ],
             post_build: Vec::new(),

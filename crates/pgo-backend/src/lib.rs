@@ -61,12 +61,20 @@ pub enum EnvEdit {
     /// Add these flags to the user's own (for RUSTFLAGS this includes `.cargo/config.toml`
     /// rustflags, which a plain RUSTFLAGS would silently replace).
     AppendFlags { name: String, flags: Vec<String> },
+    /// Give the Cargo profile being built at least this much debug info (`line-tables-only`,
+    /// `limited` or `full`): `pgo apply` sets `CARGO_PROFILE_<NAME>_DEBUG` only when the
+    /// profile's own `debug` is lower. Unlike a `-Cdebuginfo` rustflag, this never lowers the
+    /// user's level, and Cargo does not strip debug info it knows the profile asked for.
+    CargoDebugAtLeast { level: String },
 }
 
 impl EnvEdit {
+    /// The variable the edit changes (`CARGO_PROFILE_*_DEBUG` for a Cargo profile's debug
+    /// level, whose profile is known only from the build command).
     pub fn name(&self) -> &str {
         match self {
             EnvEdit::Set { name, .. } | EnvEdit::AppendFlags { name, .. } => name,
+            EnvEdit::CargoDebugAtLeast { .. } => "CARGO_PROFILE_*_DEBUG",
         }
     }
 }

@@ -202,7 +202,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
             // The build still gets the backend's profile-less flags, so that a profile of
             // this binary has the names and discriminators the next `pgo apply` reads.
             let edits = backend.profiling_build_env();
-            let merged = merge_env(&edits, &workdir)?;
+            let merged = merge_env(&edits, &workdir, &a.command)?;
             if !edits.is_empty() {
                 eprintln!(
                     "pgo: building with {}'s flags for a binary to profile:",
@@ -309,7 +309,11 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
             "pgo: names build: the profile's Rust names are legacy-mangled, which LLVM cannot \
              match; building once without the profile to learn this build's v0 names"
         );
-        let merged = merge_env(&pgo_backend_llvm::Rustc::names_build_env(), &workdir)?;
+        let merged = merge_env(
+            &pgo_backend_llvm::Rustc::names_build_env(),
+            &workdir,
+            &a.command,
+        )?;
         let code = run_build(&a.command, Some(&merged), a.json)?;
         if code != 0 {
             eprintln!("pgo: the names build failed (exit {code})");
@@ -347,10 +351,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
     let plan = backend
         .plan(&request)
         .map_err(|e| Error::new(format!("backend {}", backend.name()), e))?;
-    let merged = merge_env(&plan.env, &workdir)?;
-    for w in &merged.warnings {
-        eprintln!("pgo: WARNING: {w}");
-    }
+    let merged = merge_env(&plan.env, &workdir, &a.command)?;
     report_plan(backend.name(), &plan, &merged.vars, a.json && a.dry_run);
     if a.dry_run {
         if a.json {
@@ -454,11 +455,13 @@ fn report_notes(notes: &[String]) {
     }
 }
 
-/// The build environment for `edits`, merged into the user's own (see pgo-apply). rustc is
-/// asked for its host only when Rust flags are involved.
+/// The build environment for `edits`, merged into the user's own (see pgo-apply), after
+/// printing what the user should know about it. rustc is asked for its host only when Rust
+/// flags are involved.
 fn merge_env(
     edits: &[pgo_backend::EnvEdit],
     workdir: &Path,
+    command: &[String],
 ) -> Result<pgo_apply::rustflags::MergedEnv, Error> {
     let env = |k: &str| std::env::var(k).ok();
     let host = if edits
@@ -469,8 +472,14 @@ fn merge_env(
     } else {
         pgo_apply::rustflags::Host::from_triple("x86_64-unknown-linux-gnu")
     };
-    pgo_apply::rustflags::merged_env(edits, workdir, &env, &host)
-        .map_err(|e| Error::new(workdir, e))
+    let cargo = pgo_apply::cargo_profile::cargo_build(command);
+    let merged = pgo_apply::rustflags::merged_env(edits, workdir, &env, &host, &cargo)
+        .map_err(|e| Error::new(workdir, e))?;
+    for w in &merged.warnings {
+        eprintln!("pgo: WARNING: {w}");
+    }
+    report_notes(&merged.notes);
+    Ok(merged)
 }
 
 fn summary_json(

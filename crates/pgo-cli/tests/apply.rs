@@ -214,6 +214,71 @@ fn a_missing_profile_is_an_error_unless_allowed_and_then_it_says_so() {
     assert!(!env.contains("profile-sample-use"), "{env}");
 }
 
+/// Section names of an ELF file, from readelf (binutils, which rustc's linker driver needs).
+fn section_names(binary: &Path) -> String {
+    let out = Command::new("readelf")
+        .args(["-S", "-W"])
+        .arg(binary)
+        .output()
+        .expect("readelf runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_default_release_profile_gets_the_debug_info_pgo_needs_and_a_users_own_is_kept() {
+    // `cargo new`'s release profile has no debug info, and Cargo strips what a rustflag adds:
+    // pgo raises the profile's own setting, so the first build is one a profile can use.
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("tiny");
+    std::fs::create_dir_all(work.join("src")).unwrap();
+    std::fs::write(
+        work.join("Cargo.toml"),
+        "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2024\"\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("src/main.rs"),
+        "fn main() { println!(\"{}\", std::env::args().count()); }\n",
+    )
+    .unwrap();
+    let target = dir.path().join("target");
+    let build = || {
+        let missing = dir.path().join("none.pb.gz");
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"--profile", &missing, &"--allow-missing", &"--"];
+        let command = ["cargo", "build", "--release", "--quiet"];
+        args.extend(command.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
+        let out = apply(&work, &args, &[("CARGO_TARGET_DIR", &target)]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let err = build();
+    assert!(
+        err.contains("CARGO_PROFILE_RELEASE_DEBUG=limited") && err.contains("Cargo's default"),
+        "{err}"
+    );
+    let sections = section_names(&target.join("release/tiny"));
+    assert!(
+        sections.contains(".debug_info") && sections.contains(".debug_line"),
+        "{sections}"
+    );
+
+    // A user's full debug info is theirs: pgo sets nothing.
+    let manifest = std::fs::read_to_string(work.join("Cargo.toml")).unwrap();
+    std::fs::write(
+        work.join("Cargo.toml"),
+        manifest + "[profile.release]\ndebug = \"full\"\n",
+    )
+    .unwrap();
+    let err = build();
+    assert!(!err.contains("CARGO_PROFILE_RELEASE_DEBUG"), "{err}");
+}
+
 #[test]
 fn a_stale_profile_fails_ci_with_fail_below() {
     let (_, profile) = fixture();
