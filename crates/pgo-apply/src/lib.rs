@@ -1,6 +1,7 @@
 //! `pgo apply` without the command line: the staleness check of a profile against the sources
-//! ([`staleness`]), the merging of a backend's flags into the user's own ([`rustflags`]), and
-//! running the build with the merged environment.
+//! ([`staleness`]), the merging of a backend's flags into the user's own ([`rustflags`]), the
+//! Cargo profile a build uses and its settings ([`cargo_profile`]), and running the build with
+//! the merged environment.
 //!
 //! It does not write toolchain files (backends do) or parse command lines (pgo-cli does).
 

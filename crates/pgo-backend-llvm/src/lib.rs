@@ -150,6 +150,14 @@ fn write_files(
                 summary.placed_percent()
             ),
         });
+        if summary.lineless_samples * 2 > summary.samples {
+            files.notes.push(format!(
+                "{:.1}% of the placed samples have no source line, so LLVM gets little more \
+                 than function totals: the profiled binary had no debug info (build the binary \
+                 you profile through `pgo apply --allow-missing`, which adds it)",
+                100.0 * summary.lineless_samples as f64 / summary.samples as f64
+            ));
+        }
         if summary.placed_percent() < 90.0 {
             files.notes.push(format!(
                 "only {:.1}% of the samples could be placed in the sample profile (frames without \

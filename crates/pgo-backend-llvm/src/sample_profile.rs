@@ -60,6 +60,9 @@ pub struct Summary {
     pub dropped_samples: u64,
     /// Functions whose line counts are execution counts from the binary's blocks.
     pub counted_functions: usize,
+    /// Placed samples whose innermost frame has no source line (a binary without debug info):
+    /// they count toward their function's total only.
+    pub lineless_samples: u64,
 }
 
 impl Summary {
@@ -184,6 +187,13 @@ pub fn write(profile: &Profile, options: &Options) -> Result<(String, Summary), 
         }
         place(&mut top, &chains, weight, options);
         summary.samples += weight;
+        if chains
+            .last()
+            .and_then(|c| c.last())
+            .is_some_and(|s| s.offset.is_none())
+        {
+            summary.lineless_samples += weight;
+        }
     }
 
     if let Some(counts) = &options.block_counts {
