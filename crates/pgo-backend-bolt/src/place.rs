@@ -125,15 +125,7 @@ fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// Whether a mapping could be a program (not the kernel, the vdso or a shared library).
-pub(crate) fn could_be_program(filename: &str) -> bool {
-    let base = basename(filename);
-    !filename.is_empty()
-        && !filename.starts_with('[')
-        && !base.starts_with("linux-vdso")
-        && !base.ends_with(".so")
-        && !base.contains(".so.")
-}
+pub(crate) use pgo_profile::could_be_program;
 
 /// Places the samples of `profile` in `target`. `program` is the built binary's file name
 /// (mappings of a file by that name, or with `target`'s build ID, are the program);

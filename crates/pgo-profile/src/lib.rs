@@ -31,7 +31,7 @@ pub use io::{
 pub use merge::{MergeInput, copy_samples, merge};
 pub use proto::Profile;
 pub use validate::validate;
-pub use view::{Frame, KERNEL_ADDRESS_START, ProfileView};
+pub use view::{Frame, KERNEL_ADDRESS_START, ProfileView, could_be_program};
 
 /// The file formats pgo reads profiles from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -106,18 +106,48 @@ impl<'a> ProfileView<'a> {
             .find(|l| l.address < KERNEL_ADDRESS_START)
     }
 
-    /// The mapping most samples' [user leaf](Self::user_leaf) lies in: the profiled program
-    /// (ties go to the higher id, so the answer is deterministic).
+    /// The profiled program's mapping: of the mappings that may be a program (not a shared
+    /// library or the vdso, see [`could_be_program`]), the one the most samples (by their
+    /// first value) pass through
+    /// anywhere in their user stack, so that a program spending its time in system calls and
+    /// libc, or one started by a shell script, is still the program (ties go to the higher id,
+    /// so the answer is deterministic). When no mapping may be a program, the one most samples'
+    /// [user leaf](Self::user_leaf) lies in.
     pub fn main_mapping(&self) -> Option<&'a Mapping> {
-        let mut samples: HashMap<u64, usize> = HashMap::default();
+        let mut through: HashMap<u64, i64> = HashMap::default();
+        let mut leaves: HashMap<u64, i64> = HashMap::default();
+        let mut seen: Vec<u64> = Vec::new();
         for s in &self.profile.sample {
+            // Identical stacks are usually one sample with their counts summed.
+            let weight = s.value.first().copied().unwrap_or(0).max(0);
             if let Some(l) = self.user_leaf(s)
                 && l.mapping_id != 0
             {
-                *samples.entry(l.mapping_id).or_default() += 1;
+                *leaves.entry(l.mapping_id).or_default() += weight;
+            }
+            seen.clear();
+            for l in s.location_id.iter().filter_map(|id| self.location(*id)) {
+                if l.mapping_id != 0
+                    && l.address < KERNEL_ADDRESS_START
+                    && !seen.contains(&l.mapping_id)
+                {
+                    seen.push(l.mapping_id);
+                    *through.entry(l.mapping_id).or_default() += weight;
+                }
             }
         }
-        let (id, _) = samples.into_iter().max_by_key(|(id, n)| (*n, *id))?;
+        let program = |id: &u64| {
+            self.mapping(*id)
+                .is_some_and(|m| could_be_program(self.str(m.filename)))
+        };
+        let best = |counts: HashMap<u64, i64>, keep: &dyn Fn(&u64) -> bool| {
+            counts
+                .into_iter()
+                .filter(|(id, _)| keep(id))
+                .max_by_key(|(id, n)| (*n, *id))
+                .map(|(id, _)| id)
+        };
+        let id = best(through, &program).or_else(|| best(leaves, &|_| true))?;
         self.mapping(id)
     }
 
@@ -189,4 +219,15 @@ impl<'a> ProfileView<'a> {
             _ => Cow::Owned(format!("{:#x}", loc.address)),
         }
     }
+}
+
+/// Whether a mapped file may be a program rather than a shared library (`*.so`, `*.so.N`),
+/// the vdso, or an anonymous or special mapping (`[heap]`, `[anon]`, an empty name).
+pub fn could_be_program(filename: &str) -> bool {
+    let base = filename.rsplit('/').next().unwrap_or(filename);
+    !filename.is_empty()
+        && !filename.starts_with('[')
+        && !base.starts_with("linux-vdso")
+        && !base.ends_with(".so")
+        && !base.contains(".so.")
 }

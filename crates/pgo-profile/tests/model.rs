@@ -456,3 +456,69 @@ fn written_files_get_ordinary_permissions_not_a_temporary_files() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o640);
 }
+
+#[test]
+fn the_main_mapping_is_the_program_samples_pass_through_not_the_library_they_end_in() {
+    // A search tool started by a shell script: most samples end in libc's read (then the
+    // kernel), called from the program; the shell has a few of its own.
+    let mut b = ProfileBuilder::new(&[("samples", "count")]);
+    let mapping = |b: &mut ProfileBuilder, start: u64, filename: &str| {
+        b.mapping(pgo_profile::MappingInfo {
+            memory_start: start,
+            memory_limit: start + 0x10_0000,
+            file_offset: 0,
+            filename,
+            build_id: "",
+            has_functions: true,
+            has_filenames: false,
+            has_line_numbers: false,
+            has_inline_frames: false,
+        })
+    };
+    let shell = mapping(&mut b, 0x1000_0000, "/usr/bin/dash");
+    let program = mapping(&mut b, 0x2000_0000, "/tmp/rg");
+    let libc = mapping(
+        &mut b,
+        0x7f00_0000_0000,
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    );
+    let vdso = mapping(&mut b, 0x7fff_0000_0000, "[vdso]");
+    let kernel = b.location(None, pgo_profile::KERNEL_ADDRESS_START + 0x100, &[]);
+    let read = b.location(Some(libc), 0x7f00_0000_1000, &[]);
+    let search = b.location(Some(program), 0x2000_1000, &[]);
+    let shell_loop = b.location(Some(shell), 0x1000_1000, &[]);
+    let clock = b.location(Some(vdso), 0x7fff_0000_1000, &[]);
+    for _ in 0..6 {
+        b.add_sample(&[kernel, read, search], &[1], &[]).unwrap();
+    }
+    for _ in 0..2 {
+        b.add_sample(&[search], &[1], &[]).unwrap();
+        b.add_sample(&[clock, search], &[1], &[]).unwrap();
+    }
+    for _ in 0..3 {
+        b.add_sample(&[shell_loop], &[1], &[]).unwrap();
+        b.add_sample(&[read, shell_loop], &[1], &[]).unwrap();
+    }
+    let p = b.build();
+    let view = ProfileView::new(&p);
+    let main = view.main_mapping().expect("a main mapping");
+    assert_eq!(view.str(main.filename), "/tmp/rg");
+
+    // Only libraries: the one most samples end in.
+    let mut b = ProfileBuilder::new(&[("samples", "count")]);
+    let a = mapping(&mut b, 0x1000_0000, "/lib/liba.so");
+    let c = mapping(&mut b, 0x2000_0000, "/lib/libc.so.6");
+    let la = b.location(Some(a), 0x1000_1000, &[]);
+    let lc = b.location(Some(c), 0x2000_1000, &[]);
+    b.add_sample(&[la, lc], &[1], &[]).unwrap();
+    b.add_sample(&[la, lc], &[1], &[]).unwrap();
+    b.add_sample(&[lc], &[1], &[]).unwrap();
+    let p = b.build();
+    let view = ProfileView::new(&p);
+    assert_eq!(
+        view.str(view.main_mapping().unwrap().filename),
+        "/lib/liba.so"
+    );
+    assert!(!pgo_profile::could_be_program("/usr/lib/libz.so.1.3"));
+    assert!(pgo_profile::could_be_program("/usr/bin/python3.11"));
+}
