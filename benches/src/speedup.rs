@@ -81,7 +81,7 @@ const PROFGEN_RUSTFLAGS: &str =
     "-Zdebug-info-for-profiling -Csymbol-mangling-version=legacy -Zunstable-options";
 
 /// Variables of the caller's environment that would change what a build does.
-const BUILD_VARS: [&str; 9] = [
+const BUILD_VARS: [&str; 10] = [
     "RUSTFLAGS",
     "CARGO_ENCODED_RUSTFLAGS",
     "CARGO_BUILD_RUSTFLAGS",
@@ -89,6 +89,7 @@ const BUILD_VARS: [&str; 9] = [
     "CARGO_TARGET_DIR",
     "CFLAGS",
     "LDFLAGS",
+    "CCC_OVERRIDE_OPTIONS",
     "GOFLAGS",
     "LLVM_PROFILE_FILE",
 ];

@@ -471,20 +471,40 @@ pub struct Clang {
     pub parts: Parts,
 }
 
+/// The variable every clang driver reads and edits its own arguments by. Build systems
+/// differ in what they do with CFLAGS (a Makefile that assigns its own ignores the
+/// environment's; a CMake cache keeps the flags of its first configure), but every compile
+/// and link the build runs through clang sees this.
+const CLANG_OVERRIDE: &str = "CCC_OVERRIDE_OPTIONS";
+
+/// Edits for [`CLANG_OVERRIDE`]: `first` go before the build's own arguments (which then
+/// override them), `last` after (where they win). `#` keeps clang from printing each edit;
+/// the compile flags reach link steps and the link flags compile steps, where clang would
+/// warn that they are unused.
+fn clang_override(first: &[&str], last: &[&str]) -> EnvEdit {
+    let mut flags = vec!["#".to_string()];
+    // Each `^` edit inserts at the front: the last one ends up first.
+    flags.extend(first.iter().rev().map(|f| format!("^{f}")));
+    flags.extend(last.iter().map(|f| format!("+{f}")));
+    flags.push("+-Wno-unused-command-line-argument".into());
+    EnvEdit::AppendFlags {
+        name: CLANG_OVERRIDE.into(),
+        flags,
+    }
+}
+
 impl Backend for Clang {
     fn name(&self) -> &str {
         "clang"
     }
 
-    /// Discriminators: the blocks of one line told apart in the binary's DWARF.
+    /// Discriminators (the blocks of one line told apart in the binary's DWARF) and at least
+    /// line tables.
     fn profiling_build_env(&self) -> Vec<EnvEdit> {
-        ["CFLAGS", "CXXFLAGS"]
-            .into_iter()
-            .map(|name| EnvEdit::AppendFlags {
-                name: name.into(),
-                flags: vec!["-fdebug-info-for-profiling".into()],
-            })
-            .collect()
+        vec![clang_override(
+            &["-gline-tables-only"],
+            &["-fdebug-info-for-profiling"],
+        )]
     }
 
     fn plan(&self, request: &Request<'_>) -> Result<Plan, String> {
@@ -500,57 +520,50 @@ impl Backend for Clang {
             ));
         }
         let files = write_files(request, self.parts, None)?;
-        let mut cflags = Vec::new();
+        let mut first = Vec::new();
+        let mut last = Vec::new();
         if let Some(p) = &files.sample_profile {
-            cflags.push(format!("-fprofile-sample-use={p}"));
-            cflags.push("-fdebug-info-for-profiling".into());
+            last.push(format!("-fprofile-sample-use={p}"));
+            last.push("-fdebug-info-for-profiling".into());
+            // The joined `-mllvm=` spelling: the override's edits are single words, and a
+            // repeated `-mllvm` word would be merged away as a duplicate flag.
             if self.parts.profi {
-                cflags.push("-mllvm".into());
-                cflags.push(PROFI.into());
+                last.push(format!("-mllvm={PROFI}"));
             }
-            // The sample loader matches instructions by their debug locations, so the build
-            // needs debug info; but a later -g option replaces an earlier one, so add the
-            // least only when the user asked for none.
-            let user = format!(
-                "{} {} {}",
-                std::env::var("CFLAGS").unwrap_or_default(),
-                std::env::var("CXXFLAGS").unwrap_or_default(),
-                request.target.build_command.join(" ")
-            );
-            if !user.split_whitespace().any(|w| w.starts_with("-g")) {
-                cflags.push("-gline-tables-only".into());
-            }
+            // The sample loader needs no -g (clang tracks locations for it), but this build's
+            // binary is the next one profiled, which needs line tables: at least those, placed
+            // first so that the build's own -g, if any, wins.
+            first.push("-gline-tables-only".to_string());
         }
         if let Some(p) = &files.inline_replay {
             for arg in inline_replay::llvm_args(p) {
-                cflags.push("-mllvm".into());
-                cflags.push(arg);
+                last.push(format!("-mllvm={arg}"));
             }
         }
-        let mut ldflags = Vec::new();
         if let Some(p) = &files.symbol_order {
             // Each function in its own section, so the linker can place it.
-            cflags.push("-ffunction-sections".into());
-            ldflags.push("-fuse-ld=lld".into());
-            ldflags.push(format!("-Wl,--symbol-ordering-file={p}"));
-            ldflags.push("-Wl,--no-warn-symbol-ordering".into());
+            last.push("-ffunction-sections".into());
+            last.push("-fuse-ld=lld".into());
+            last.push(format!("-Wl,--symbol-ordering-file={p}"));
+            last.push("-Wl,--no-warn-symbol-ordering".into());
         }
-        let mut env = vec![
-            EnvEdit::AppendFlags {
-                name: "CFLAGS".into(),
-                flags: cflags.clone(),
-            },
-            EnvEdit::AppendFlags {
-                name: "CXXFLAGS".into(),
-                flags: cflags,
-            },
-        ];
-        if !ldflags.is_empty() {
-            env.push(EnvEdit::AppendFlags {
-                name: "LDFLAGS".into(),
-                flags: ldflags,
-            });
+        if let Some(bad) = first
+            .iter()
+            .chain(&last)
+            .find(|f| f.contains(char::is_whitespace))
+        {
+            return Err(format!(
+                "{bad}: clang's {CLANG_OVERRIDE} cannot carry a path with white space; give \
+                 --out-dir a path without it"
+            ));
         }
+        let env = if first.is_empty() && last.is_empty() {
+            Vec::new()
+        } else {
+            let first: Vec<&str> = first.iter().map(String::as_str).collect();
+            let last: Vec<&str> = last.iter().map(String::as_str).collect();
+            vec![clang_override(&first, &last)]
+        };
         Ok(Plan {
             artifacts: files.artifacts,
             env,

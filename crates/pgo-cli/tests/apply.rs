@@ -458,6 +458,57 @@ fn clang_backend_builds_a_c_program_with_the_profile() {
     );
 }
 
+/// A Makefile that assigns its own CFLAGS (no -g) ignores the environment's: the clang
+/// backend's flags still reach every clang the build runs, for the first build (line tables and
+/// discriminators) and for the build with the profile (samples applied).
+#[test]
+fn a_makefile_that_sets_its_own_cflags_still_gets_pgos_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    std::fs::copy(
+        root().join("fixtures/suite/c-sort/main.c"),
+        work.join("main.c"),
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("Makefile"),
+        "CC = clang-22\nCFLAGS = -O2 -Rpass-analysis=sample-profile-impl\n\
+         out: main.c\n\t$(CC) $(CFLAGS) main.c -o out\n",
+    )
+    .unwrap();
+    let profile = work.join("c.pb.gz");
+    let make = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut all = args.to_vec();
+        all.extend([&"--backend" as &dyn AsRef<std::ffi::OsStr>, &"clang", &"--"]);
+        all.extend([&"make" as &dyn AsRef<std::ffi::OsStr>, &"-B", &"out"]);
+        let out = apply(work, &all, &[("CFLAGS", Path::new("-DIGNORED_BY_MAKE"))]);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        err
+    };
+
+    make(&[&"--profile", &profile, &"--allow-missing"]);
+    let sections = section_names(&work.join("out"));
+    assert!(sections.contains(".debug_line"), "{sections}");
+    let first = checksum_of(&work.join("out"), &["measure"]);
+    ok(pgo(&[
+        &"collect",
+        &"-o",
+        &profile,
+        &"--",
+        &work.join("out"),
+        &"train",
+    ]));
+
+    let err = make(&[&"--profile", &profile, &"--output-binary", &"out"]);
+    assert!(err.contains("Applied"), "clang applied no samples:\n{err}");
+    assert!(
+        err.contains("told apart by its discriminators"),
+        "the first build had no discriminators:\n{err}"
+    );
+    assert_eq!(checksum_of(&work.join("out"), &["measure"]), first);
+}
+
 /// A binary built as pgo builds (`-fdebug-info-for-profiling`) numbers the blocks of a line;
 /// the next build's profile carries those discriminators and clang applies counts by them.
 #[test]
