@@ -153,9 +153,10 @@ fn profiled_binary(profile: &pgo_profile::Profile) -> Option<PathBuf> {
     (!build_id.is_empty() && bin.build_id() == build_id).then_some(path)
 }
 
-/// Where the build puts the program: the `-o FILE` of the build command (go build, cc), else
-/// where cargo puts the profiled program's name: `target/release/NAME` under the workdir or
-/// CARGO_TARGET_DIR.
+/// Where the build puts the program: the `-o FILE` of the build command (go build, cc); for
+/// cargo, where it puts the profiled program's name (`target/<profile dir>/NAME` under the
+/// workdir or CARGO_TARGET_DIR); for other build commands (make, scripts), a file of that
+/// name in the workdir, where it exists.
 fn guess_output_binary(
     profile: &pgo_profile::Profile,
     command: &[String],
@@ -168,10 +169,23 @@ fn guess_output_binary(
     }
     let (path, _) = main_binary(profile)?;
     let name = path.file_name()?;
+    let cargo = pgo_apply::cargo_profile::cargo_build(command);
+    if !cargo.from_command {
+        let here = workdir.join(name);
+        if here.is_file() {
+            return Some(here);
+        }
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workdir.join("target"));
-    Some(target.join("release").join(name))
+    // Cargo's directory for a profile: dev and test build into `debug`, bench into `release`.
+    let dir = match cargo.profile.as_str() {
+        "dev" | "test" => "debug",
+        "bench" => "release",
+        other => other,
+    };
+    Some(target.join(dir).join(name))
 }
 
 pub fn apply(a: ApplyArgs) -> Result<u8, Error> {

@@ -460,7 +460,8 @@ fn clang_backend_builds_a_c_program_with_the_profile() {
 
 /// A Makefile that assigns its own CFLAGS (no -g) ignores the environment's: the clang
 /// backend's flags still reach every clang the build runs, for the first build (line tables and
-/// discriminators) and for the build with the profile (samples applied).
+/// discriminators) and for the build with the profile (samples applied), and the program is
+/// found where make leaves it.
 #[test]
 fn a_makefile_that_sets_its_own_cflags_still_gets_pgos_flags() {
     let dir = tempfile::tempdir().unwrap();
@@ -500,8 +501,14 @@ fn a_makefile_that_sets_its_own_cflags_still_gets_pgos_flags() {
         &"train",
     ]));
 
-    let err = make(&[&"--profile", &profile, &"--output-binary", &"out"]);
+    // The built program is found where make left it, by the profiled program's name.
+    let err = make(&[&"--profile", &profile]);
     assert!(err.contains("Applied"), "clang applied no samples:\n{err}");
+    assert!(
+        err.contains("of the profile's samples are in functions that exist by name in")
+            && err.contains("/out"),
+        "the built binary was not checked:\n{err}"
+    );
     assert!(
         err.contains("told apart by its discriminators"),
         "the first build had no discriminators:\n{err}"
