@@ -24,24 +24,26 @@ use pgo_profile::{Profile, ProfileView};
 /// Builds `fixtures/collect-rust` in release mode (debug info on), with or without frame
 /// pointers, into its own target directory under the workspace's `target/`.
 fn rust_fixture(frame_pointers: bool) -> PathBuf {
-    let target = root().join(format!(
-        "target/fixture-builds/collect-rust-fp{}",
-        frame_pointers as u8
-    ));
+    rust_fixture_with(
+        &format!("fp{}", frame_pointers as u8),
+        if frame_pointers {
+            "-Cforce-frame-pointers=yes"
+        } else {
+            ""
+        },
+    )
+}
+
+/// `fixtures/collect-rust` built with these rustflags (`tag` names its target directory).
+fn rust_fixture_with(tag: &str, rustflags: &str) -> PathBuf {
+    let target = root().join(format!("target/fixture-builds/collect-rust-{tag}"));
     let mut cmd = Command::new(env!("CARGO"));
     cmd.args(["build", "--release", "--quiet", "--manifest-path"])
         .arg(root().join("fixtures/collect-rust/Cargo.toml"))
         .arg("--target-dir")
         .arg(&target)
         .env_remove("RUSTFLAGS")
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            if frame_pointers {
-                "-Cforce-frame-pointers=yes"
-            } else {
-                ""
-            },
-        );
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
     let status = cmd.status().expect("cargo runs");
     assert!(status.success(), "building the Rust fixture failed");
     target.join("release/collect-rust")
@@ -624,6 +626,15 @@ fn auto_mode_picks_dwarf_for_a_default_rust_build_and_frame_pointers_when_presen
     let o = pgo(&[&"collect", &"-o", &out, &"--", &rust_fixture(true), &"20"]);
     assert!(
         stderr(&o).contains("unwinding: frame pointers ("),
+        "{}",
+        stderr(&o)
+    );
+    // v0 names (as pgo apply builds): the precompiled std, which keeps frame pointers and is
+    // most of the functions, is told apart from the program's own code, which has none.
+    let v0 = rust_fixture_with("v0", "-Csymbol-mangling-version=v0");
+    let o = pgo(&[&"collect", &"-o", &out, &"--", &v0, &"20"]);
+    assert!(
+        stderr(&o).contains("unwinding: dwarf (0 of"),
         "{}",
         stderr(&o)
     );

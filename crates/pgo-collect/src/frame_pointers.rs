@@ -81,18 +81,33 @@ pub fn detect_frame_pointers(path: &Path) -> FramePointerVerdict {
         s.name()
             .is_ok_and(|n| n.starts_with("_R") || n == "rust_begin_unwind")
     });
-    let own_code_only = is_rust
+    // Rust's precompiled standard library keeps frame pointers whatever the program's own code
+    // does, and it is most of a small program's functions: judge by the code the program's
+    // own build compiled. In a legacy-mangled build that is every `_ZN` symbol (std is
+    // v0-mangled, `_R`); in a v0 build (pgo's), every symbol naming the crate of the Rust
+    // `main`, generic std code instantiated there included.
+    let legacy_own_code = is_rust
         && symbols
             .iter()
             .any(|s| s.name().is_ok_and(|n| n.starts_with("_ZN")));
-    for sym in symbols {
+    let main_crate = if is_rust && !legacy_own_code {
+        symbols
+            .iter()
+            .find_map(|s| v0_main_crate_root(s.name().ok()?))
+    } else {
+        None
+    };
+    for sym in symbols.iter() {
         if sym.kind() != SymbolKind::Text || sym.size() < 32 {
             continue;
         }
-        // Rust's precompiled standard library (v0-mangled, `_R...`) keeps frame pointers
-        // whatever the program's own code does. Code compiled in the program's own build,
-        // including generic std code instantiated there, is legacy-mangled (`_ZN`): judge by it.
-        if own_code_only && !sym.name().is_ok_and(|n| n.starts_with("_ZN")) {
+        let name = sym.name().unwrap_or("");
+        if legacy_own_code && !name.starts_with("_ZN") {
+            continue;
+        }
+        if let Some(root) = main_crate
+            && !name.contains(root)
+        {
             continue;
         }
         let Some(offset) = sym.address().checked_sub(text_start) else {
@@ -121,6 +136,22 @@ pub fn detect_frame_pointers(path: &Path) -> FramePointerVerdict {
     } else {
         FramePointerVerdict::Absent(evidence)
     }
+}
+
+/// The crate root of a v0-mangled Rust `main` (`Cs1kRS7Wn0HRC_12suite_parser` in
+/// `_RNvCs1kRS7Wn0HRC_12suite_parser4main`): the program's own crate, which every symbol of code
+/// compiled in it names.
+fn v0_main_crate_root(symbol: &str) -> Option<&str> {
+    let root = symbol.strip_prefix("_RNv")?.strip_suffix("4main")?;
+    let rest = root.strip_prefix('C')?;
+    // An optional disambiguator `s<base62>_`, then the length-prefixed crate name.
+    let rest = match rest.strip_prefix('s') {
+        Some(r) => r.split_once('_')?.1,
+        None => rest,
+    };
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let len: usize = rest[..digits].parse().ok()?;
+    (rest.len() == digits + len).then_some(root)
 }
 
 /// For a sample stopped at `ip` in a function starting at `start` (its code from `start` on in
@@ -179,6 +210,20 @@ pub(crate) fn frameless_return_slot(code: &[u8], start: u64, ip: u64) -> Option<
 #[cfg(test)]
 mod tests {
     use super::frameless_return_slot;
+
+    #[test]
+    fn the_program_crate_of_a_v0_main() {
+        use super::v0_main_crate_root as root;
+        assert_eq!(
+            root("_RNvCs1kRS7Wn0HRC_12suite_parser4main"),
+            Some("Cs1kRS7Wn0HRC_12suite_parser")
+        );
+        assert_eq!(root("_RNvC3app4main"), Some("C3app"));
+        // A function named main in a module, or std's: not the program's root main.
+        assert_eq!(root("_RNvNtCs1kRS7Wn0HRC_12suite_parser3cli4main"), None);
+        assert_eq!(root("_RNvCs1kRS7Wn0HRC_12suite_parser5other"), None);
+        assert_eq!(root("main"), None);
+    }
 
     #[test]
     fn finds_the_return_address_of_frameless_code() {
