@@ -209,10 +209,14 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
             )
         } else {
             let loops = binary.and_then(|b| b.has_loop(&g.graph[callee].linkage_name));
+            let very_hot = share >= settings.inline_very_hot_share_percent;
             match callee_bytes {
                 Some(bytes) if bytes > limit => continue,
                 // Its time is spent iterating inside; inlining would save one call per loop.
-                _ if loops == Some(true) => continue,
+                // Not so at a very hot site: a callee called that often runs its loops briefly
+                // (a lexer's scan of one token), and inlined, the caller's use of its result
+                // folds into it (the parser's match on the token the lexer just built).
+                _ if loops == Some(true) && !very_hot => continue,
                 Some(bytes) => format!(
                     "hot call ({share:.1}% of samples), callee {bytes} bytes within the {limit}-byte budget"
                 ),

@@ -45,7 +45,9 @@ pub struct Settings {
     pub hot_cdf_percent: f64,
     /// Callees up to this many bytes of code are inlined at hot sites.
     pub inline_max_callee_bytes: u64,
-    /// At very hot sites (at least `inline_very_hot_share_percent` of the total) up to this.
+    /// At very hot sites (at least `inline_very_hot_share_percent` of the total) up to this,
+    /// loops or not: about what LLVM's own hot call-site threshold (3000 cost units) admits
+    /// with instrumentation profiles.
     pub inline_max_callee_bytes_very_hot: u64,
     pub inline_very_hot_share_percent: f64,
     pub devirtualize_max_targets: usize,
@@ -61,7 +63,7 @@ impl Default for Settings {
         Settings {
             hot_cdf_percent: 99.0,
             inline_max_callee_bytes: 512,
-            inline_max_callee_bytes_very_hot: 2048,
+            inline_max_callee_bytes_very_hot: 8192,
             inline_very_hot_share_percent: 5.0,
             devirtualize_max_targets: 3,
             devirtualize_min_remaining_percent: 30.0,
