@@ -63,7 +63,10 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
-use pgo_benches::{arg, median};
+use pgo_benches::{
+    Progress, arg, command, exists, fastest, fresh_dir, geomean, load_average, median, ratio, run,
+    run_timed, share, short, spread, write_atomic,
+};
 use serde_json::json;
 
 const ALL_FIXTURES: [&str; 6] = [
@@ -79,20 +82,6 @@ const OUR_RUSTFLAGS: &str = "-Zdebug-info-for-profiling -Csymbol-mangling-versio
 /// LLVM can match legacy names at all (those without a '.'; see pgo-backend-llvm's names.rs).
 const PROFGEN_RUSTFLAGS: &str =
     "-Zdebug-info-for-profiling -Csymbol-mangling-version=legacy -Zunstable-options";
-
-/// Variables of the caller's environment that would change what a build does.
-const BUILD_VARS: [&str; 10] = [
-    "RUSTFLAGS",
-    "CARGO_ENCODED_RUSTFLAGS",
-    "CARGO_BUILD_RUSTFLAGS",
-    "RUSTC_BOOTSTRAP",
-    "CARGO_TARGET_DIR",
-    "CFLAGS",
-    "LDFLAGS",
-    "CCC_OVERRIDE_OPTIONS",
-    "GOFLAGS",
-    "LLVM_PROFILE_FILE",
-];
 
 #[derive(Clone, Copy, PartialEq)]
 enum Lang {
@@ -178,91 +167,6 @@ impl FixtureResult {
 
 fn median_of(times: &[f64]) -> f64 {
     median(times.to_vec())
-}
-
-fn fastest(times: &[f64]) -> f64 {
-    times.iter().copied().fold(f64::INFINITY, f64::min)
-}
-
-/// One line of progress per step on stderr: `interp: building instr (3/10)…`.
-struct Progress {
-    fixture: String,
-    step: usize,
-    total: usize,
-}
-
-impl Progress {
-    fn step(&mut self, what: &str) {
-        self.step += 1;
-        eprintln!("{}: {what} ({}/{})…", self.fixture, self.step, self.total);
-    }
-}
-
-fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut c = Command::new(program);
-    for v in BUILD_VARS {
-        c.env_remove(v);
-    }
-    c
-}
-
-/// Runs `cmd` with its output appended to `log`; the error names the log's last lines.
-fn run(cmd: &mut Command, log: &Path) -> Result<(), String> {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| format!("cannot write {}: {e}", log.display()))?;
-    let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
-    let _ = writeln!(
-        file,
-        "$ {} {}",
-        cmd.get_program().to_string_lossy(),
-        args.join(" ")
-    );
-    let err = file.try_clone().map_err(|e| e.to_string())?;
-    let status = cmd
-        .stdin(Stdio::null())
-        .stdout(file)
-        .stderr(err)
-        .status()
-        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
-    if status.success() {
-        return Ok(());
-    }
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let tail: Vec<&str> = text.lines().rev().take(6).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
-    Err(format!(
-        "{} failed ({status}); log {}:\n    {}",
-        cmd.get_program().to_string_lossy(),
-        log.display(),
-        tail.join("\n    ")
-    ))
-}
-
-/// Wall time of `cmd` (output to `log`).
-fn run_timed(cmd: &mut Command, log: &Path) -> Result<f64, String> {
-    let start = Instant::now();
-    run(cmd, log)?;
-    Ok(start.elapsed().as_secs_f64())
-}
-
-/// A fresh directory for one variant's build and files.
-fn fresh_dir(dir: &Path) -> Result<(), String> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
-    }
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
-}
-
-fn exists(path: PathBuf) -> Result<PathBuf, String> {
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(format!("the build did not produce {}", path.display()))
-    }
 }
 
 /// The last line `NAME: <checksum> in <seconds> s` of a run's output.
@@ -993,46 +897,6 @@ fn measure(r: &mut FixtureResult, reps: usize) -> usize {
 
 // ---------------------------------------------------------------------------------- report
 
-fn ratio(x: Option<f64>) -> String {
-    x.map(|x| format!("{x:.3}x")).unwrap_or_default()
-}
-
-/// (plain/variant − 1) / (plain/anchor − 1), when the anchor gained at least 1%.
-fn share(speedup: Option<f64>, anchor: Option<f64>) -> Option<f64> {
-    let (s, a) = (speedup?, anchor?);
-    (a - 1.0 >= 0.01).then(|| 100.0 * (s - 1.0) / (a - 1.0))
-}
-
-/// (max − min) / median, in percent.
-fn spread(xs: &[f64]) -> f64 {
-    let max = xs.iter().copied().fold(f64::MIN, f64::max);
-    let min = xs.iter().copied().fold(f64::MAX, f64::min);
-    100.0 * (max - min) / median(xs.to_vec())
-}
-
-/// The 1-minute load average, to show how busy the machine was.
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn geomean(xs: &[f64]) -> f64 {
-    (xs.iter().map(|x| x.ln()).sum::<f64>() / xs.len() as f64).exp()
-}
-
-fn short(e: &str) -> String {
-    let first = e.lines().next().unwrap_or(e).replace('|', "/");
-    if first.len() > 110 {
-        format!("{}…", &first[..first.floor_char_boundary(110)])
-    } else {
-        first
-    }
-}
-
 fn report(
     results: &[FixtureResult],
     reps: usize,
@@ -1260,15 +1124,6 @@ fn report(
         "pgo_share_of_instr_gain_percent": pgo_share.map(|s| s.0),
     });
     (md, json)
-}
-
-/// Writes `text` to `path` through a temporary file and a rename.
-fn write_atomic(path: &Path, text: &str) {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        eprintln!("cannot write {}: {e}", path.display());
-    }
 }
 
 // ---------------------------------------------------------------------------------- main

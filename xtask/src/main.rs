@@ -4,7 +4,9 @@
 //!   the whole test suite. `.ci/run` runs exactly this.
 //! - `demo`: the main job on the bundled examples: inspect a Go profile, record a Rust program.
 //! - `fixtures`: regenerates the committed profiles from the fixture programs.
-//! - `bench`: the benchmarks in `benches/`, each against its anchor tool in the same run.
+//! - `bench`: the benchmarks in `benches/`, each against its anchor tool in the same run
+//!   (`bench real`, pgo apply on downloaded real programs, is not part of `all`: it downloads
+//!   sources and rebuilds each program four times).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -25,8 +27,9 @@ fn main() -> ExitCode {
                  then `cargo test --workspace --no-fail-fast [ARGS]`\n  \
                  demo          inspect a bundled Go profile (top, diff, flamegraphs), then record a Rust fixture\n  \
                  fixtures      regenerate profiles/ from fixtures/ (needs go, gcc, perf)\n  \
-                 bench [inspect|analyze|collect|speedup|dogfood|all] [--quick]\n                \
-                 benchmarks against the anchor tools, same run (see BENCHMARKS.md)\n  \
+                 bench [inspect|analyze|collect|speedup|dogfood|real|all] [--quick]\n                \
+                 benchmarks against the anchor tools, same run (see BENCHMARKS.md); `real`\n                \
+                 (jaq, ripgrep, bzip2 downloaded and built; not in `all`) takes [--program NAME]...\n  \
                  refresh-profile  re-record profiles/pgo-self.pb.gz (pgo analyzing a large profile)"
             );
             return ExitCode::from(2);
@@ -596,6 +599,32 @@ fn bench(args: &[String]) -> Result<(), String> {
             .skip(1)
         {
             cmd.args(["--fixture", f]);
+        }
+        run(&mut cmd)?;
+    }
+    if which == "real" {
+        eprintln!(
+            "\n== Real programs: jaq, ripgrep and bzip2 built plainly, with instrumentation PGO \
+             and through pgo apply, interleaved"
+        );
+        ensure_debian_packages(&[
+            ("llvm-profdata-22", "llvm-22"),
+            ("clang-22", "clang-22"),
+            ("ld.lld-22", "lld-22"),
+            ("make", "make"),
+        ])?;
+        let out = root.join("target/bench");
+        std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        let mut cmd = Command::new(root.join("target/release/real-bench"));
+        cmd.current_dir(&root)
+            .arg(&pgo)
+            .args(["--reps", if quick { "3" } else { "7" }])
+            .arg("--json")
+            .arg(out.join("real.json"))
+            .arg("--markdown")
+            .arg(out.join("real.md"));
+        for w in args.windows(2).filter(|w| w[0] == "--program") {
+            cmd.args(["--program", &w[1]]);
         }
         run(&mut cmd)?;
     }

@@ -1,0 +1,1414 @@
+//! Does `pgo apply` speed up real programs that we did not write, built by their own build
+//! systems, and how much of instrumentation PGO's gain does it get there?
+//!
+//! The programs are published releases, downloaded once into `WORK/downloads` (sha256-checked)
+//! and extracted afresh into `WORK/src` on every run:
+//!
+//! - jaq 2.3.0 (a jq clone; Rust, from crates.io), on a 200,000-record JSON file;
+//! - ripgrep 14.1.1 (Rust, from crates.io), `-j1` searches over a 3,000-file source corpus;
+//! - bzip2 1.0.8 (C, Debian's source; `make CC=clang-22 bzip2`, whose Makefile assigns its own
+//!   `CFLAGS`: pgo reaches its compiles through `CCC_OVERRIDE_OPTIONS`), compressing and
+//!   decompressing.
+//!
+//! The inputs are generated deterministically (`WORK/inputs`, written once); each program has a
+//! `train.sh` and a `measure.sh` (`WORK/<program>/`, taking the binary as `$1`), whose filters,
+//! patterns or inputs differ. Every variant is built from its own fresh copy of the sources
+//! into its own directory (`WORK/<program>/<variant>/`, with `build.log`), with the caller's
+//! build variables removed:
+//!
+//! - `plain`: the release build as the project ships it (`cargo build --release`, `make`);
+//! - `control`: the same build through `pgo apply --allow-missing` with no profile: pgo's flags
+//!   only, what a project deploys (and profiles) before it has a profile;
+//! - `instr`: instrumentation PGO the cargo-pgo way (`-Cprofile-generate`, `train.sh`,
+//!   `llvm-profdata-22 merge`, `-Cprofile-use`; for bzip2 clang's `-fprofile-instr-*` in `CC`);
+//! - `pgo`: `pgo collect` of `train.sh` on the control build (the steady state: the profiled
+//!   binary is a pgo-built one), then the build through `pgo apply` with that profile.
+//!
+//! Then every variant's `measure.sh` runs once untimed, and its output must be the same for
+//! all variants (PGO must not change what a program prints; a difference is reported and the
+//! exit code is 1), and `--reps` rounds are timed (wall time of the whole script), each round
+//! running every variant once, forward and backward in turn. The report has per program the
+//! medians, the speedup over `plain` and over `control`, the share of `instr`'s gain, and the
+//! geometric means over the programs; the JSON keeps every run's time and each build's time.
+//!
+//! What it is for: checking that pgo's gains on our own fixtures (`speedup-bench`) hold on code
+//! we did not write, built the way its authors build it, against the established anchor in the
+//! same run. What it is not for: comparing jaq, ripgrep or bzip2 with other tools or with each
+//! other, small differences (the machines are noisy: see BENCHMARKS.md), or a test: it needs
+//! the network for the first download and crates.io for the Rust builds, and takes long: every
+//! run rebuilds everything. On a busy 2-core machine the builds took about 16 minutes for
+//! ripgrep, 13 for jaq and 1 for bzip2, and one round of `measure.sh` runs (all variants of
+//! all three) about 2.5 minutes (bzip2's 25 s a run most of it), so the default 7 rounds take
+//! about 50 minutes in all.
+//!
+//! One change to what the projects ship, needed to build them here: the Rust crates get an
+//! empty `[workspace]` table appended to their `Cargo.toml` (a published crate has none, and a
+//! work directory inside this repository would make Cargo take it for a member of pgo's
+//! workspace).
+//!
+//! Needs curl, sha256sum, tar, make, clang-22, llvm-profdata-22 and ld.lld-22
+//! (`cargo xtask bench real` installs the Debian packages when missing).
+//!
+//! ```text
+//! cargo build --release -p pgo-cli -p pgo-benches
+//! target/release/real-bench target/release/pgo --reps 7 --json real.json --markdown real.md
+//! target/release/real-bench target/release/pgo --reps 1 --program bzip2
+//! ```
+//!
+//! Usage: real-bench PGO [--reps N] [--program NAME]... [--json F] [--markdown F] [--work DIR]
+//! (7 rounds; every program; work directory `target/bench/real` of this workspace by default).
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use pgo_benches::{
+    Progress, Rng, arg, exists, fastest, fresh_dir, geomean, load_average, median, ratio,
+    run_timed, share, spread, try_time, write_atomic,
+};
+use serde_json::json;
+
+const USAGE: &str = "usage: real-bench PGO [--reps N] [--program NAME]... [--json F] \
+                     [--markdown F] [--work DIR]\n  programs: jaq, ripgrep, bzip2 (default: all)";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Lang {
+    Rust,
+    C,
+}
+
+/// A program: where its published source is, and how it is built and run.
+struct Spec {
+    name: &'static str,
+    version: &'static str,
+    lang: Lang,
+    url: &'static str,
+    sha256: &'static str,
+    /// The directory the archive extracts to.
+    dir: &'static str,
+    binary: &'static str,
+    /// What `measure.sh` does, for the report.
+    measure: &'static str,
+}
+
+const PROGRAMS: [Spec; 3] = [
+    Spec {
+        name: "jaq",
+        version: "2.3.0",
+        lang: Lang::Rust,
+        url: "https://static.crates.io/crates/jaq/jaq-2.3.0.crate",
+        sha256: "39a7f4f0fd783acbb5c9db103f7f68484b933cfb8fe0aefc65f8f395ea6cbeb3",
+        dir: "jaq-2.3.0",
+        binary: "jaq",
+        measure: "four filters over data.json (200,000 records), each a jaq process",
+    },
+    Spec {
+        name: "ripgrep",
+        version: "14.1.1",
+        lang: Lang::Rust,
+        url: "https://static.crates.io/crates/ripgrep/ripgrep-14.1.1.crate",
+        sha256: "f77b8032dc584527975f34aa5a897d0ef5a785573fda778771a614ff9da501d9",
+        dir: "ripgrep-14.1.1",
+        binary: "rg",
+        measure: "five `rg -j1 -c` searches over corpus/ (3,000 files)",
+    },
+    Spec {
+        name: "bzip2",
+        version: "1.0.8",
+        lang: Lang::C,
+        url: "http://deb.debian.org/debian/pool/main/b/bzip2/bzip2_1.0.8.orig.tar.gz",
+        sha256: "ab5a03176ee106d3f0fa90e381da478ddae405918153cca248e682cd0c4a2269",
+        dir: "bzip2-1.0.8",
+        binary: "bzip2",
+        measure: "compress corpus.txt, decompress it (cksum of the output)",
+    },
+];
+
+/// Variables of the caller's environment that would change a build, besides `BUILD_VARS`.
+const MORE_BUILD_VARS: [&str; 2] = ["CC", "CXX"];
+
+const JAQ_TRAIN: [&str; 4] = [
+    "[.[] | select(.score > 50) | {id, n: (.name|ascii_upcase), t: (.tags|length)}] | length",
+    "map(.nested.b | add) | add",
+    "group_by(.name) | map({k: .[0].name, c: length}) | sort_by(.c) | .[-1]",
+    "[.[] | .tags | join(\",\")] | unique | length",
+];
+
+const JAQ_MEASURE: [&str; 4] = [
+    "[.[] | select(.nested.a < 30) | .score * 2 | floor] | add",
+    "map(select(.tags | index(\"a\"))) | map(.id) | length",
+    "[.[] | {name, s: (.score|tostring)}] | group_by(.s[0:1]) | map(length)",
+    "reduce .[] as $x ({}; .[$x.name[0:5]] += 1) | length",
+];
+
+/// rg's arguments (shell words) before the path `.`.
+const RG_TRAIN: [&str; 5] = [
+    r"-c 'fn \w+_\w+\('",
+    r"-ci 'unsafe\s*\{'",
+    r"-c '[A-Z][a-z]+Error'",
+    r"-c 'impl<.*> \w+ for'",
+    r"-F -c 'unwrap()'",
+];
+
+const RG_MEASURE: [&str; 5] = [
+    r"-c 'pub (crate )?struct \w+<'",
+    r"-ci 'todo|fixme|xxx'",
+    r"-c '\b\d{4,}\b'",
+    r"-c -w 'self'",
+    r"-F -c 'Result<'",
+];
+
+/// `pgo_benches::command` without `CC` and `CXX` either.
+fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = pgo_benches::command(program);
+    for v in MORE_BUILD_VARS {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// The first line of an error, made fit for one line of output and a Markdown table cell.
+fn one_line(e: &str) -> String {
+    e.lines()
+        .next()
+        .unwrap_or(e)
+        .trim_end_matches(':')
+        .replace('|', "/")
+}
+
+/// Runs one step of a build with its output appended to `log`; the error is one line naming
+/// the step and the log.
+fn step(what: &str, cmd: &mut Command, log: &Path) -> Result<f64, String> {
+    run_timed(cmd, log).map_err(|e| {
+        let first = one_line(&e);
+        let log = log.display().to_string();
+        if first.contains(&log) {
+            format!("{what}: {first}")
+        } else {
+            format!("{what}: {first}; log {log}")
+        }
+    })
+}
+
+/// A string as one single-quoted shell word.
+fn sq(s: impl AsRef<str>) -> String {
+    format!("'{}'", s.as_ref().replace('\'', r"'\''"))
+}
+
+fn path_word(p: &Path) -> String {
+    sq(p.to_string_lossy())
+}
+
+fn write_file(path: &Path, text: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+// ---------------------------------------------------------------------------------- inputs
+
+const WORDS: [&str; 40] = [
+    "alpha", "batch", "buffer", "cache", "chunk", "client", "config", "count", "cursor", "data",
+    "delta", "entry", "event", "field", "frame", "graph", "handle", "header", "index", "item",
+    "key", "layer", "limit", "node", "offset", "page", "parse", "queue", "range", "record",
+    "scope", "shard", "state", "table", "token", "value", "view", "window", "worker", "write",
+];
+
+fn word(rng: &mut Rng) -> &'static str {
+    WORDS[rng.below(WORDS.len() as u64) as usize]
+}
+
+/// An identifier of 1–3 vocabulary words joined by `_`.
+fn snake(rng: &mut Rng) -> String {
+    let n = 1 + rng.below(3);
+    (0..n).map(|_| word(rng)).collect::<Vec<_>>().join("_")
+}
+
+/// A CamelCase type name of 1–2 vocabulary words.
+fn camel(rng: &mut Rng) -> String {
+    let n = 1 + rng.below(2);
+    (0..n)
+        .map(|_| {
+            let w = word(rng);
+            w[..1].to_uppercase() + &w[1..]
+        })
+        .collect()
+}
+
+/// A number of 1–6 digits.
+fn number(rng: &mut Rng) -> u64 {
+    let digits = 1 + rng.below(6) as u32;
+    if digits == 1 {
+        rng.below(10)
+    } else {
+        let low = 10u64.pow(digits - 1);
+        low + rng.below(9 * low)
+    }
+}
+
+/// One line of pseudo-Rust source.
+fn source_line(rng: &mut Rng, out: &mut String) {
+    for _ in 0..rng.below(4) {
+        out.push_str("    ");
+    }
+    let r = rng;
+    let _ = match r.below(21) {
+        0 => write!(
+            out,
+            "fn {}({}: {}) -> Result<{}, {}Error> {{",
+            snake(r),
+            snake(r),
+            camel(r),
+            camel(r),
+            camel(r)
+        ),
+        1 => write!(
+            out,
+            "pub fn {}(&self, {}: Option<{}>) -> {} {{",
+            snake(r),
+            snake(r),
+            camel(r),
+            camel(r)
+        ),
+        2 => write!(out, "pub struct {}<T> {{", camel(r)),
+        3 => write!(out, "pub(crate) struct {} {{", camel(r)),
+        4 => write!(
+            out,
+            "let {} = self.{}.{}({}).unwrap();",
+            snake(r),
+            snake(r),
+            snake(r),
+            number(r)
+        ),
+        5 => write!(out, "match self.{} {{", snake(r)),
+        6 => write!(
+            out,
+            "{}::{}({}) => {}({}, {}),",
+            camel(r),
+            camel(r),
+            snake(r),
+            snake(r),
+            number(r),
+            number(r)
+        ),
+        7 => write!(
+            out,
+            "unsafe {{ {}({}, {}) }}",
+            snake(r),
+            snake(r),
+            number(r)
+        ),
+        8 => write!(
+            out,
+            "impl<T: {}> {} for {}<T> {{",
+            camel(r),
+            camel(r),
+            camel(r)
+        ),
+        9 => write!(out, "impl {} {{", camel(r)),
+        10 => write!(
+            out,
+            "// TODO: {} the {} before {} {}",
+            word(r),
+            word(r),
+            word(r),
+            number(r)
+        ),
+        11 => write!(
+            out,
+            "// FIXME({}): {} {} is {}",
+            word(r),
+            word(r),
+            word(r),
+            number(r)
+        ),
+        12 => write!(
+            out,
+            "let mut {}: Vec<{}> = Vec::with_capacity({});",
+            snake(r),
+            camel(r),
+            number(r)
+        ),
+        13 => write!(
+            out,
+            "if {} > {} {{ return Err({}Error::{}); }}",
+            snake(r),
+            number(r),
+            camel(r),
+            camel(r)
+        ),
+        14 => write!(out, "self.{} += {};", snake(r), number(r)),
+        15 => write!(out, "Ok(Some({}?))", snake(r)),
+        16 => write!(
+            out,
+            "{}.{}().map(|{}| {} * {}).collect::<Vec<_>>();",
+            snake(r),
+            snake(r),
+            word(r),
+            word(r),
+            number(r)
+        ),
+        17 => write!(
+            out,
+            "let {}: Option<{}> = {}.get({}).copied();",
+            snake(r),
+            camel(r),
+            snake(r),
+            number(r)
+        ),
+        18 => {
+            if r.below(4) == 0 {
+                write!(out, "// XXX: {} {}", word(r), word(r))
+            } else {
+                write!(out, "{}.{} = {}::new();", snake(r), snake(r), camel(r))
+            }
+        }
+        _ => write!(out, "}}"),
+    };
+    out.push('\n');
+}
+
+/// `data.json`: 200,000 records, deterministic.
+fn data_json() -> String {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut s = String::with_capacity(26 << 20);
+    s.push_str("[\n");
+    for i in 0..200_000u64 {
+        if i > 0 {
+            s.push_str(",\n");
+        }
+        let name = rng.below(5000);
+        let _ = write!(s, r#"{{"id":{i},"name":"user{name}","tags":["#);
+        for t in 0..rng.below(6) {
+            if t > 0 {
+                s.push(',');
+            }
+            let _ = write!(s, "\"{}\"", (b'a' + rng.below(7) as u8) as char);
+        }
+        let score = rng.below(100_000_001);
+        let a = rng.below(100);
+        let b = [rng.below(10), rng.below(10), rng.below(10)];
+        let _ = write!(
+            s,
+            r#"],"score":{}.{:06},"nested":{{"a":{a},"b":[{},{},{}]}}}}"#,
+            score / 1_000_000,
+            score % 1_000_000,
+            b[0],
+            b[1],
+            b[2]
+        );
+    }
+    s.push_str("\n]\n");
+    s
+}
+
+/// `corpus/` (3,000 files of pseudo-Rust in 30 directories, 5–60 KB each) and `corpus.txt`
+/// (the first 30 MB of them concatenated: bzip2's measured input, sized so one compression and
+/// decompression takes a few seconds), written through temporary names.
+const CORPUS_TXT_BYTES: usize = 30_000_000;
+
+fn write_corpus(inputs: &Path) -> Result<(), String> {
+    let corpus = inputs.join("corpus");
+    let tmp = inputs.join("corpus.tmp");
+    for dir in [&corpus, &tmp] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+        }
+    }
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let mut all = String::with_capacity(CORPUS_TXT_BYTES + (64 << 10));
+    for d in 0..30 {
+        let dir = tmp.join(format!("module_{d:02}"));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        for f in 0..100 {
+            let size = 5 * 1024 + rng.below(55 * 1024 + 1) as usize;
+            let mut text = String::with_capacity(size + 200);
+            while text.len() < size {
+                source_line(&mut rng, &mut text);
+            }
+            let path = dir.join(format!("file_{f:03}.rs"));
+            std::fs::write(&path, &text)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            if all.len() < CORPUS_TXT_BYTES {
+                all.push_str(&text);
+            }
+        }
+    }
+    all.truncate(CORPUS_TXT_BYTES);
+    write_file(&inputs.join("corpus.txt"), all.as_bytes())?;
+    std::fs::rename(&tmp, &corpus).map_err(|e| format!("cannot write {}: {e}", corpus.display()))
+}
+
+/// Generates the inputs that are missing.
+fn ensure_inputs(inputs: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(inputs)
+        .map_err(|e| format!("cannot create {}: {e}", inputs.display()))?;
+    let data = inputs.join("data.json");
+    if !data.exists() {
+        eprintln!("inputs: generating {}…", data.display());
+        write_file(&data, data_json().as_bytes())?;
+    }
+    if !inputs.join("corpus").is_dir() || !inputs.join("corpus.txt").exists() {
+        eprintln!(
+            "inputs: generating {} and corpus.txt…",
+            inputs.join("corpus").display()
+        );
+        write_corpus(inputs)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------- workloads
+
+fn script(lines: &[String]) -> String {
+    let mut s =
+        String::from("#!/bin/sh\n# Written by real-bench: $1 is the binary to run.\nset -e\n");
+    for l in lines {
+        s.push_str(l);
+        s.push('\n');
+    }
+    s
+}
+
+/// `train.sh` and `measure.sh` of `spec`.
+fn scripts(spec: &Spec, inputs: &Path, tmp: &Path) -> (String, String) {
+    let data = path_word(&inputs.join("data.json"));
+    match spec.name {
+        "jaq" => {
+            let train: Vec<String> = JAQ_TRAIN
+                .iter()
+                .map(|f| format!("\"$1\" {} {data} > /dev/null", sq(f)))
+                .collect();
+            let measure: Vec<String> = JAQ_MEASURE
+                .iter()
+                .map(|f| format!("\"$1\" {} {data}", sq(f)))
+                .collect();
+            (script(&train), script(&measure))
+        }
+        "ripgrep" => {
+            let cd = format!("cd {}", path_word(&inputs.join("corpus")));
+            let lines = |args: &[&str], to_null: bool| {
+                let mut v = vec![cd.clone()];
+                v.extend(args.iter().map(|a| {
+                    let null = if to_null { " > /dev/null" } else { "" };
+                    format!("\"$1\" -j1 {a} .{null}")
+                }));
+                v
+            };
+            (
+                script(&lines(&RG_TRAIN, true)),
+                script(&lines(&RG_MEASURE, false)),
+            )
+        }
+        _ => {
+            let t = path_word(&tmp.join("t.bz2"));
+            let m = path_word(&tmp.join("m.bz2"));
+            let corpus = path_word(&inputs.join("corpus.txt"));
+            let train = [
+                format!("\"$1\" -c {data} > {t}"),
+                format!("\"$1\" -dc {t} > /dev/null"),
+            ];
+            let measure = [
+                format!("\"$1\" -c {corpus} > {m}"),
+                "# The checksum of the decompressed output, failing when bzip2 fails (dash has \
+                 no pipefail)."
+                    .to_string(),
+                "exec 4>&1".to_string(),
+                format!("status=$( {{ {{ \"$1\" -dc {m}; echo $? >&3; }} | cksum >&4; }} 3>&1 )"),
+                "test \"$status\" = 0".to_string(),
+            ];
+            (script(&train), script(&measure))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------- sources
+
+/// The archive of `spec` in `downloads`, downloaded when missing, with its sha256 checked.
+fn fetch(spec: &Spec, downloads: &Path) -> Result<PathBuf, String> {
+    let name = spec.url.rsplit('/').next().expect("a file name");
+    let file = downloads.join(name);
+    let log = downloads.join("download.log");
+    if !file.exists() {
+        let part = downloads.join(format!("{name}.part"));
+        step(
+            &format!("downloading {}", spec.url),
+            command("curl")
+                .arg("-sfL")
+                .arg("-o")
+                .arg(&part)
+                .arg(spec.url),
+            &log,
+        )?;
+        std::fs::rename(&part, &file)
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    }
+    let out = Command::new("sha256sum")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run sha256sum: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let got = text.split_whitespace().next().unwrap_or("");
+    if !out.status.success() || got != spec.sha256 {
+        let _ = std::fs::remove_file(&file);
+        return Err(format!(
+            "{}: sha256 {got:?}, expected {} (removed; the next run downloads it again)",
+            file.display(),
+            spec.sha256
+        ));
+    }
+    Ok(file)
+}
+
+/// Extracts `archive` afresh into `src`; the Rust crates get an empty `[workspace]`.
+fn extract(spec: &Spec, archive: &Path, src: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(src).map_err(|e| format!("cannot create {}: {e}", src.display()))?;
+    let dir = src.join(spec.dir);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+    }
+    let log = src.join(format!("{}.log", spec.name));
+    let _ = std::fs::remove_file(&log);
+    step(
+        "extracting",
+        command("tar").arg("xzf").arg(archive).arg("-C").arg(src),
+        &log,
+    )?;
+    let dir = exists(dir).map_err(|e| format!("extracting: {e}; log {}", log.display()))?;
+    if spec.lang == Lang::Rust {
+        let manifest = dir.join("Cargo.toml");
+        let mut toml = std::fs::read_to_string(&manifest)
+            .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
+        if !toml.lines().any(|l| l.trim() == "[workspace]") {
+            toml.push_str(
+                "\n# Added by real-bench: not a member of any enclosing workspace.\n[workspace]\n",
+            );
+            std::fs::write(&manifest, toml)
+                .map_err(|e| format!("cannot write {}: {e}", manifest.display()))?;
+        }
+    }
+    Ok(dir)
+}
+
+// ---------------------------------------------------------------------------------- builds
+
+/// A built variant: its binary, and how long each step of its build took.
+struct Built {
+    binary: PathBuf,
+    steps: Vec<(&'static str, f64)>,
+}
+
+/// One program's build context.
+struct Program<'a> {
+    spec: &'a Spec,
+    pgo: &'a Path,
+    /// The extracted sources, copied for each build.
+    src: PathBuf,
+    /// `WORK/<program>`.
+    dir: PathBuf,
+    train: PathBuf,
+    measure: PathBuf,
+}
+
+impl Program<'_> {
+    /// A fresh `WORK/<program>/<name>` holding a copy of the sources in `src/`.
+    fn prepare(&self, name: &str) -> Result<PathBuf, String> {
+        let d = self.dir.join(name);
+        fresh_dir(&d)?;
+        step(
+            "copying the sources",
+            command("cp").arg("-a").arg(&self.src).arg(d.join("src")),
+            &d.join("build.log"),
+        )?;
+        Ok(d)
+    }
+
+    /// The project's own build command, with `cc` as the C compiler.
+    fn build_command(&self, cc: &str) -> Vec<OsString> {
+        let words: Vec<String> = match self.spec.lang {
+            Lang::Rust => ["cargo", "build", "--release", "--quiet"]
+                .map(String::from)
+                .to_vec(),
+            Lang::C => vec![
+                "make".into(),
+                "-s".into(),
+                format!("CC={cc}"),
+                self.spec.binary.into(),
+            ],
+        };
+        words.into_iter().map(OsString::from).collect()
+    }
+
+    /// Where the build in `d` puts the binary.
+    fn binary(&self, d: &Path) -> PathBuf {
+        match self.spec.lang {
+            Lang::Rust => d.join("target/release").join(self.spec.binary),
+            Lang::C => d.join("src").join(self.spec.binary),
+        }
+    }
+
+    /// Builds in `d` (prepared): the project's build command with `cc` and `rustflags`, run
+    /// through `pgo apply` with `apply` (its options) when given. Returns the binary and the
+    /// build's wall time.
+    fn build(
+        &self,
+        d: &Path,
+        apply: Option<Vec<OsString>>,
+        rustflags: Option<String>,
+        cc: &str,
+    ) -> Result<(PathBuf, f64), String> {
+        let build = self.build_command(cc);
+        let mut cmd = match apply {
+            Some(options) => {
+                let mut c = command(self.pgo);
+                c.arg("apply")
+                    .args(options)
+                    .arg("--out-dir")
+                    .arg(d.join("pgo-files"))
+                    .arg("--")
+                    .args(&build);
+                c
+            }
+            None => {
+                let mut c = command(&build[0]);
+                c.args(&build[1..]);
+                c
+            }
+        };
+        cmd.current_dir(d.join("src"));
+        if self.spec.lang == Lang::Rust {
+            cmd.env("CARGO_TARGET_DIR", d.join("target"));
+        }
+        if let Some(flags) = rustflags {
+            cmd.env("RUSTFLAGS", flags);
+        }
+        let log = d.join("build.log");
+        let secs = step("building", &mut cmd, &log)?;
+        let bin = exists(self.binary(d)).map_err(|e| format!("{e}; log {}", log.display()))?;
+        Ok((bin, secs))
+    }
+
+    fn plain(&self) -> Result<Built, String> {
+        let d = self.prepare("plain")?;
+        let (binary, secs) = self.build(&d, None, None, "clang-22")?;
+        Ok(Built {
+            binary,
+            steps: vec![("build", secs)],
+        })
+    }
+
+    fn control(&self) -> Result<Built, String> {
+        let none = self.dir.join("none.pb.gz");
+        if none.exists() {
+            std::fs::remove_file(&none)
+                .map_err(|e| format!("cannot remove {}: {e}", none.display()))?;
+        }
+        let d = self.prepare("control")?;
+        let mut options: Vec<OsString> =
+            vec!["--profile".into(), none.into(), "--allow-missing".into()];
+        if self.spec.lang == Lang::C {
+            options.extend(["--backend".into(), "clang".into()]);
+        }
+        let (binary, secs) = self.build(&d, Some(options), None, "clang-22")?;
+        Ok(Built {
+            binary,
+            steps: vec![("build", secs)],
+        })
+    }
+
+    /// Instrumented build, `train.sh`, `llvm-profdata-22 merge`, the build with the profile.
+    fn instr(&self) -> Result<Built, String> {
+        let gen_dir = self.prepare("instr-gen")?;
+        let raw = gen_dir.join("profraw");
+        fresh_dir(&raw)?;
+        let (generator, gen_secs) = match self.spec.lang {
+            Lang::Rust => self.build(
+                &gen_dir,
+                None,
+                Some(format!("-Cprofile-generate={}", raw.display())),
+                "clang-22",
+            )?,
+            Lang::C => self.build(
+                &gen_dir,
+                None,
+                None,
+                &format!(
+                    "clang-22 -fprofile-instr-generate={}",
+                    raw.join("%p.profraw").display()
+                ),
+            )?,
+        };
+        let log = gen_dir.join("build.log");
+        let train_secs = step(
+            "training (instrumented binary)",
+            command("sh").arg(&self.train).arg(&generator),
+            &log,
+        )?;
+        let merged = gen_dir.join("merged.profdata");
+        let merge_secs = step(
+            "merging the raw profiles",
+            command("llvm-profdata-22")
+                .arg("merge")
+                .arg("-o")
+                .arg(&merged)
+                .arg(&raw),
+            &log,
+        )?;
+        let d = self.prepare("instr")?;
+        let (binary, use_secs) = match self.spec.lang {
+            Lang::Rust => self.build(
+                &d,
+                None,
+                Some(format!("-Cprofile-use={}", merged.display())),
+                "clang-22",
+            )?,
+            Lang::C => self.build(
+                &d,
+                None,
+                None,
+                &format!("clang-22 -fprofile-instr-use={}", merged.display()),
+            )?,
+        };
+        Ok(Built {
+            binary,
+            steps: vec![
+                ("instrumented build", gen_secs),
+                ("train", train_secs),
+                ("merge", merge_secs),
+                ("build", use_secs),
+            ],
+        })
+    }
+
+    /// `pgo collect` of `train.sh` on the control build, then `pgo apply` with that profile.
+    /// Also returns the profile's sample count, when pgo printed it.
+    fn pgo_variant(&self, control: &Path) -> Result<(Built, Option<u64>), String> {
+        let profile = self.dir.join("pgo.pb.gz");
+        let _ = std::fs::remove_file(&profile);
+        let d = self.prepare("pgo")?;
+        let log = d.join("build.log");
+        let collect_secs = step(
+            "pgo collect",
+            command(self.pgo)
+                .arg("collect")
+                .arg("-o")
+                .arg(&profile)
+                .arg("--")
+                .arg("sh")
+                .arg(&self.train)
+                .arg(control),
+            &log,
+        )?;
+        let samples = collected_samples(&std::fs::read_to_string(&log).unwrap_or_default());
+        let options: Vec<OsString> = match self.spec.lang {
+            Lang::Rust => vec![
+                "--profile".into(),
+                profile.into(),
+                "--output-binary".into(),
+                self.binary(&d).into(),
+            ],
+            Lang::C => vec![
+                "--profile".into(),
+                profile.into(),
+                "--backend".into(),
+                "clang".into(),
+                "--output-binary".into(),
+                self.binary(&d).into(),
+            ],
+        };
+        let (binary, secs) = self.build(&d, Some(options), None, "clang-22")?;
+        Ok((
+            Built {
+                binary,
+                steps: vec![("pgo collect", collect_secs), ("build", secs)],
+            },
+            samples,
+        ))
+    }
+}
+
+/// The sample count of `pgo collect`'s last `pgo: wrote FILE: N samples` line.
+fn collected_samples(log: &str) -> Option<u64> {
+    log.lines().rev().find_map(|l| {
+        let rest = l.strip_prefix("pgo: wrote ")?;
+        let (_, after) = rest.split_once(": ")?;
+        after.split_once(" samples")?.0.trim().parse().ok()
+    })
+}
+
+// ---------------------------------------------------------------------------------- results
+
+struct Variant {
+    name: &'static str,
+    /// The binary to measure; `None` when it could not be built or failed a run.
+    binary: Option<PathBuf>,
+    error: Option<String>,
+    build_steps: Vec<(&'static str, f64)>,
+    /// Wall time of each timed `measure.sh` run.
+    seconds: Vec<f64>,
+    /// Its `measure.sh` printed something else than the reference variant's.
+    output_differs: bool,
+}
+
+struct ProgramResult {
+    name: &'static str,
+    version: &'static str,
+    measure: &'static str,
+    variants: Vec<Variant>,
+    samples: Option<u64>,
+    notes: Vec<String>,
+    /// Why nothing was measured, when so.
+    skipped: Option<String>,
+}
+
+impl ProgramResult {
+    fn new(spec: &Spec) -> Self {
+        ProgramResult {
+            name: spec.name,
+            version: spec.version,
+            measure: spec.measure,
+            variants: Vec::new(),
+            samples: None,
+            notes: Vec::new(),
+            skipped: None,
+        }
+    }
+
+    fn stat(&self, name: &str, stat: fn(&[f64]) -> f64) -> Option<f64> {
+        let v = self.variants.iter().find(|v| v.name == name)?;
+        (v.error.is_none() && !v.seconds.is_empty()).then(|| stat(&v.seconds))
+    }
+
+    fn median(&self, name: &str) -> Option<f64> {
+        self.stat(name, |xs| median(xs.to_vec()))
+    }
+
+    /// plain / variant.
+    fn speedup(&self, name: &str) -> Option<f64> {
+        Some(self.median("plain")? / self.median(name)?)
+    }
+
+    /// plain / variant on each one's fastest run: interference from other work on the
+    /// machine only ever adds time, so the minimum is the estimate it disturbs least.
+    fn best_speedup(&self, name: &str) -> Option<f64> {
+        Some(self.stat("plain", fastest)? / self.stat(name, fastest)?)
+    }
+
+    fn push(&mut self, name: &'static str, result: Result<Built, String>) {
+        let (binary, error, build_steps) = match result {
+            Ok(b) => (Some(b.binary), None, b.steps),
+            Err(e) => {
+                eprintln!("  {}: {name} FAILED: {e}", self.name);
+                (None, Some(e), Vec::new())
+            }
+        };
+        self.variants.push(Variant {
+            name,
+            binary,
+            error,
+            build_steps,
+            seconds: Vec::new(),
+            output_differs: false,
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------- one program
+
+/// Fetches, builds and measures one program. Returns the number of variants whose output
+/// differed from the reference's.
+fn run_program(
+    spec: &'static Spec,
+    pgo: &Path,
+    work: &Path,
+    reps: usize,
+    r: &mut ProgramResult,
+) -> usize {
+    let mut p = Progress {
+        fixture: spec.name.to_string(),
+        step: 0,
+        total: 6,
+    };
+    p.step(&format!(
+        "fetching {} {} (cached in {}), checking its sha256, extracting",
+        spec.name,
+        spec.version,
+        work.join("downloads").display()
+    ));
+    let dir = work.join(spec.name);
+    let prepared = std::fs::create_dir_all(work.join("downloads"))
+        .and_then(|()| std::fs::create_dir_all(&dir))
+        .map_err(|e| format!("cannot create the work directories: {e}"))
+        .and_then(|()| fetch(spec, &work.join("downloads")))
+        .and_then(|archive| extract(spec, &archive, &work.join("src")))
+        .and_then(|src| {
+            let (train, measure) = scripts(spec, &work.join("inputs"), &work.join("tmp"));
+            let (train_sh, measure_sh) = (dir.join("train.sh"), dir.join("measure.sh"));
+            write_file(&train_sh, train.as_bytes())?;
+            write_file(&measure_sh, measure.as_bytes())?;
+            Ok(Program {
+                spec,
+                pgo,
+                src,
+                dir: dir.clone(),
+                train: train_sh,
+                measure: measure_sh,
+            })
+        });
+    let prog = match prepared {
+        Ok(prog) => prog,
+        Err(e) => {
+            eprintln!("  {}: FAILED: {e}", spec.name);
+            r.skipped = Some(e);
+            return 0;
+        }
+    };
+
+    p.step("building plain");
+    let plain = prog.plain();
+    r.push("plain", plain);
+    p.step("building control (pgo apply --allow-missing, no profile)");
+    let control = prog.control();
+    let control_bin = control.as_ref().ok().map(|b| b.binary.clone());
+    r.push("control", control);
+    p.step("building instr (instrumented build, train.sh, llvm-profdata-22 merge, rebuild)");
+    let instr = prog.instr();
+    r.push("instr", instr);
+    p.step("building pgo (pgo collect of train.sh on control, pgo apply)");
+    let pgo_built = match control_bin {
+        Some(control) => prog.pgo_variant(&control).map(|(built, samples)| {
+            r.samples = samples;
+            built
+        }),
+        None => Err("no control build to profile".to_string()),
+    };
+    r.push("pgo", pgo_built);
+    if let Some(n) = r.samples {
+        r.notes.push(format!(
+            "pgo collect: {n} samples of train.sh on the control build"
+        ));
+    }
+    if r.variants[0].binary.is_none() {
+        r.skipped = Some("the plain build failed".into());
+        return 0;
+    }
+
+    p.step("checking that every variant's measure.sh prints the same");
+    let differing = check_outputs(&prog, r);
+    measure(&prog, r, reps);
+    differing
+}
+
+/// Runs every built variant's `measure.sh` once, untimed, and compares its output with the
+/// first one's (plain's). Returns the number of variants whose output differs.
+fn check_outputs(prog: &Program, r: &mut ProgramResult) -> usize {
+    let mut reference: Option<(&'static str, Vec<u8>)> = None;
+    let mut differing = 0;
+    for v in &mut r.variants {
+        let Some(bin) = v.binary.clone() else {
+            continue;
+        };
+        let d = prog.dir.join(v.name);
+        let log = d.join("measure.log");
+        let out_file = d.join("measure.out");
+        let output = std::fs::File::create(&log)
+            .map_err(|e| format!("cannot write {}: {e}", log.display()))
+            .and_then(|stderr| {
+                Command::new("sh")
+                    .arg(&prog.measure)
+                    .arg(&bin)
+                    .stdin(Stdio::null())
+                    .stderr(stderr)
+                    .output()
+                    .map_err(|e| format!("cannot run sh: {e}"))
+            })
+            .and_then(|o| {
+                if o.status.success() {
+                    Ok(o.stdout)
+                } else {
+                    Err(format!(
+                        "measure.sh failed ({}); log {}",
+                        o.status,
+                        log.display()
+                    ))
+                }
+            });
+        let stdout = match output {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("  {}: {} FAILED: {e}", r.name, v.name);
+                v.error = Some(e);
+                v.binary = None;
+                continue;
+            }
+        };
+        let _ = std::fs::write(&out_file, &stdout);
+        match &reference {
+            None => reference = Some((v.name, stdout)),
+            Some((name, expected)) if *expected != stdout => {
+                eprintln!(
+                    "  !!! OUTPUT DIFFERS: {} {}'s measure.sh printed something else than \
+                     {name}'s (compare {} with {})",
+                    r.name,
+                    v.name,
+                    out_file.display(),
+                    prog.dir.join(name).join("measure.out").display()
+                );
+                v.output_differs = true;
+                differing += 1;
+            }
+            Some(_) => {}
+        }
+    }
+    differing
+}
+
+/// `reps` rounds, each running every variant's `measure.sh` once, forward and backward in
+/// turn; wall time of each run.
+fn measure(prog: &Program, r: &mut ProgramResult, reps: usize) {
+    let n = r.variants.len();
+    for round in 0..reps {
+        eprintln!("{}: measuring, round {}/{reps}…", r.name, round + 1);
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..n).collect()
+        } else {
+            (0..n).rev().collect()
+        };
+        for i in order {
+            let v = &mut r.variants[i];
+            let Some(bin) = v.binary.clone() else {
+                continue;
+            };
+            match try_time(Command::new("sh").arg(&prog.measure).arg(&bin)) {
+                Ok(t) => v.seconds.push(t.seconds),
+                Err(e) => {
+                    let e = format!(
+                        "measure.sh failed in round {}: {}; rerun `sh {} {}` to see why",
+                        round + 1,
+                        one_line(&e),
+                        prog.measure.display(),
+                        bin.display()
+                    );
+                    eprintln!("  {}: {} FAILED: {e}", r.name, v.name);
+                    v.error = Some(e);
+                    v.binary = None;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------- report
+
+fn report(
+    results: &[ProgramResult],
+    reps: usize,
+    command_line: &str,
+    wall: f64,
+    load: [Option<f64>; 2],
+) -> (String, serde_json::Value) {
+    let mut md = String::new();
+    let mut programs_json = Vec::new();
+    let _ = writeln!(
+        md,
+        "# pgo on real programs\n\nMedian of {reps} runs of each variant's `measure.sh` (wall \
+         time of the whole script), interleaved (every variant once per round, forward and \
+         backward in turn); vs plain = plain/variant; net of control = control/variant; share \
+         = (plain/variant − 1) / (plain/instr − 1), shown when instr gained at least 1%; \
+         spread = (max − min) / median of the runs; \"fastest\" compares each variant's \
+         fastest run (interference only adds time, so the minimum is the estimate it disturbs \
+         least).\n"
+    );
+    for r in results {
+        let _ = writeln!(md, "## {} {}\n", r.name, r.version);
+        if let Some(why) = &r.skipped
+            && r.variants.iter().all(|v| v.seconds.is_empty())
+        {
+            let _ = writeln!(md, "Skipped: {}\n", one_line(why));
+        }
+        let mut rows = Vec::new();
+        if !r.variants.is_empty() {
+            let _ = writeln!(
+                md,
+                "measure: {}\n\n| variant | median s | spread | vs plain | net of control | \
+                 share of instr gain | vs plain, fastest |\n|---|---:|---:|---:|---:|---:|---:|",
+                r.measure
+            );
+        }
+        let anchor = r.speedup("instr");
+        let control = r.median("control");
+        for v in &r.variants {
+            let med = r.median(v.name);
+            let speedup = r.speedup(v.name);
+            let net = control.zip(med).map(|(c, m)| c / m);
+            let sh = share(speedup, anchor);
+            let flag = if v.output_differs {
+                " **OUTPUT DIFFERS**"
+            } else {
+                ""
+            };
+            match (&v.error, med) {
+                (None, Some(m)) => {
+                    let _ = writeln!(
+                        md,
+                        "| {}{flag} | {m:.3} | {:.1}% | {} | {} | {} | {} |",
+                        v.name,
+                        spread(&v.seconds),
+                        ratio(speedup),
+                        ratio(net),
+                        sh.map(|s| format!("{s:.0}%")).unwrap_or_default(),
+                        ratio(r.best_speedup(v.name)),
+                    );
+                }
+                (e, _) => {
+                    let why = e
+                        .as_deref()
+                        .map(one_line)
+                        .unwrap_or_else(|| "not run".into());
+                    let _ = writeln!(md, "| {}{flag} | failed: {why} | | | | | |", v.name);
+                }
+            }
+            let steps: serde_json::Map<String, serde_json::Value> = v
+                .build_steps
+                .iter()
+                .map(|(k, s)| (k.to_string(), json!(s)))
+                .collect();
+            rows.push(json!({
+                "variant": v.name,
+                "binary": v.binary,
+                "error": v.error,
+                "build_seconds": (!v.build_steps.is_empty())
+                    .then(|| v.build_steps.iter().map(|s| s.1).sum::<f64>()),
+                "build_steps_seconds": steps,
+                "seconds": v.seconds,
+                "median_seconds": med,
+                "spread_percent": (!v.seconds.is_empty()).then(|| spread(&v.seconds)),
+                "speedup_vs_plain": speedup,
+                "speedup_vs_control": net,
+                "share_of_instr_gain_percent": sh,
+                "speedup_vs_plain_fastest_run": r.best_speedup(v.name),
+                "output_differs": v.output_differs,
+            }));
+        }
+        md.push('\n');
+        for n in &r.notes {
+            let _ = writeln!(md, "- {n}");
+        }
+        if !r.notes.is_empty() {
+            md.push('\n');
+        }
+        programs_json.push(json!({
+            "program": r.name,
+            "version": r.version,
+            "measure": r.measure,
+            "skipped": r.skipped,
+            "pgo_collect_samples": r.samples,
+            "notes": r.notes,
+            "variants": rows,
+        }));
+    }
+
+    // Geometric means over the programs.
+    let _ = writeln!(
+        md,
+        "## Summary\n\nGeometric means of the speedup over plain, over the programs where the \
+         variant was measured (medians; and each variant's fastest runs).\n\n| variant | \
+         programs | geomean vs plain | share of instr gain | geomean vs plain, fastest |\n\
+         |---|---:|---:|---:|---:|"
+    );
+    let instr: Vec<f64> = results.iter().filter_map(|r| r.speedup("instr")).collect();
+    let instr_geo = (!instr.is_empty()).then(|| geomean(&instr));
+    let mut summary = Vec::new();
+    for name in ["control", "instr", "pgo"] {
+        let xs: Vec<f64> = results.iter().filter_map(|r| r.speedup(name)).collect();
+        if xs.is_empty() {
+            let _ = writeln!(md, "| {name} | 0 | | | |");
+            continue;
+        }
+        let g = geomean(&xs);
+        let sh = share(Some(g), instr_geo);
+        let best: Vec<f64> = results
+            .iter()
+            .filter_map(|r| r.best_speedup(name))
+            .collect();
+        let gb = geomean(&best);
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {g:.3}x | {} | {gb:.3}x |",
+            xs.len(),
+            sh.map(|s| format!("{s:.0}%")).unwrap_or_default()
+        );
+        summary.push(json!({
+            "variant": name,
+            "programs": xs.len(),
+            "geomean_speedup": g,
+            "share_of_instr_gain_percent": sh,
+            "geomean_speedup_fastest_run": gb,
+        }));
+    }
+    // pgo's share of instr's gain over the programs where both were measured.
+    let both: Vec<(f64, f64)> = results
+        .iter()
+        .filter_map(|r| Some((r.speedup("instr")?, r.speedup("pgo")?)))
+        .collect();
+    let pgo_share = if both.is_empty() {
+        None
+    } else {
+        let gi = geomean(&both.iter().map(|b| b.0).collect::<Vec<_>>());
+        let gp = geomean(&both.iter().map(|b| b.1).collect::<Vec<_>>());
+        share(Some(gp), Some(gi)).map(|s| (s, gi, gp))
+    };
+    md.push('\n');
+    match pgo_share {
+        Some((s, gi, gp)) => {
+            let _ = writeln!(
+                md,
+                "**pgo gets {s:.0}% of instrumentation PGO's gain** (geomean {gp:.3}x against \
+                 {gi:.3}x over the {} programs where both were measured).\n",
+                both.len()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                md,
+                "pgo's share of instrumentation PGO's gain: not computable (instr gained under \
+                 1% or was not measured).\n"
+            );
+        }
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let fmt_load = |l: Option<f64>| l.map_or("?".to_string(), |l| format!("{l:.1}"));
+    let _ = writeln!(
+        md,
+        "Command: `{command_line}`; whole run {wall:.0} s; 1-minute load average {} at the \
+         start, {} at the end, on {cpus} CPUs (other work on the machine makes the times \
+         noisier).",
+        fmt_load(load[0]),
+        fmt_load(load[1])
+    );
+    let json = json!({
+        "command": command_line,
+        "reps": reps,
+        "wall_seconds": wall,
+        "load_average": load,
+        "programs": programs_json,
+        "summary": summary,
+        "pgo_share_of_instr_gain_percent": pgo_share.map(|s| s.0),
+    });
+    (md, json)
+}
+
+// ---------------------------------------------------------------------------------- main
+
+fn usage() -> ! {
+    eprintln!("{USAGE}");
+    std::process::exit(2);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() || args[0].starts_with('-') {
+        usage();
+    }
+    let pgo = std::fs::canonicalize(&args[0]).unwrap_or_else(|e| {
+        eprintln!("real-bench: {}: {e}", args[0]);
+        std::process::exit(2);
+    });
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--reps" | "--program" | "--json" | "--markdown" | "--work" if i + 1 < args.len() => {
+                i += 2;
+            }
+            _ => {
+                eprintln!("real-bench: unexpected argument {:?}", args[i]);
+                usage();
+            }
+        }
+    }
+    let reps: usize = arg(&args, "--reps", 7).max(1);
+    let chosen: Vec<&str> = args
+        .windows(2)
+        .filter(|w| w[0] == "--program")
+        .map(|w| w[1].as_str())
+        .collect();
+    for name in &chosen {
+        if !PROGRAMS.iter().any(|s| s.name == *name) {
+            eprintln!("real-bench: unknown program {name:?}");
+            usage();
+        }
+    }
+    let specs: Vec<&'static Spec> = PROGRAMS
+        .iter()
+        .filter(|s| chosen.is_empty() || chosen.contains(&s.name))
+        .collect();
+    let json_out = arg(&args, "--json", String::new());
+    let md_out = arg(&args, "--markdown", String::new());
+    let work = match args.windows(2).find(|w| w[0] == "--work") {
+        Some(w) => PathBuf::from(&w[1]),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("the workspace root")
+            .join("target/bench/real"),
+    };
+    let work = std::fs::create_dir_all(work.join("tmp"))
+        .and_then(|()| std::fs::canonicalize(&work))
+        .unwrap_or_else(|e| {
+            eprintln!("real-bench: cannot create {}: {e}", work.display());
+            std::process::exit(1);
+        });
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+
+    let start = Instant::now();
+    let load_start = load_average();
+    if let Err(e) = ensure_inputs(&work.join("inputs")) {
+        eprintln!("real-bench: generating the inputs failed: {e}");
+        std::process::exit(1);
+    }
+    let mut results = Vec::new();
+    let mut differing = 0;
+    for spec in specs {
+        let mut r = ProgramResult::new(spec);
+        differing += run_program(spec, &pgo, &work, reps, &mut r);
+        results.push(r);
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let (md, json) = report(
+        &results,
+        reps,
+        &command_line,
+        wall,
+        [load_start, load_average()],
+    );
+    print!("{md}");
+    if !md_out.is_empty() {
+        write_atomic(Path::new(&md_out), &md);
+    }
+    if !json_out.is_empty() {
+        write_atomic(
+            Path::new(&json_out),
+            &serde_json::to_string_pretty(&json).expect("JSON"),
+        );
+    }
+    if differing > 0 {
+        eprintln!(
+            "!!! {differing} variant(s) printed something else than plain: PGO changed a \
+             program's output"
+        );
+        std::process::exit(1);
+    }
+    if !results
+        .iter()
+        .any(|r| r.variants.iter().any(|v| !v.seconds.is_empty()))
+    {
+        eprintln!("nothing could be measured");
+        std::process::exit(1);
+    }
+}
