@@ -101,7 +101,9 @@ pub fn stacks_marked(
             names.push("[no stack]".into());
         }
         names.reverse();
-        for i in 1..names.len() {
+        // Walk from the leaf up, so that each call is looked up by its caller's own name, not
+        // one already labeled (a chain of decided calls marks every link).
+        for i in (1..names.len()).rev() {
             if let Some(label) = mark(&names[i - 1], &names[i]) {
                 names[i] = format!("{} [{label}]", names[i]);
             }
