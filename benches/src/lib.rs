@@ -227,11 +227,42 @@ pub fn short(e: &str) -> String {
     }
 }
 
-/// Writes `text` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, text: &str) {
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn try_write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        eprintln!("cannot write {}: {e}", path.display());
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// [`try_write_atomic`] for a report, saying on stderr when it failed.
+pub fn write_atomic(path: &Path, text: &str) {
+    if let Err(e) = try_write_atomic(path, text.as_bytes()) {
+        eprintln!("{e}");
+    }
+}
+
+/// pgo's share of instrumentation PGO's gain over the fixtures or programs where both were
+/// measured, from their (instr, pgo) speedups over plain: (share %, instr geomean, pgo
+/// geomean), when instr gained at least 1%.
+pub fn pgo_share(both: &[(f64, f64)]) -> Option<(f64, f64, f64)> {
+    if both.is_empty() {
+        return None;
+    }
+    let gi = geomean(&both.iter().map(|b| b.0).collect::<Vec<_>>());
+    let gp = geomean(&both.iter().map(|b| b.1).collect::<Vec<_>>());
+    share(Some(gp), Some(gi)).map(|s| (s, gi, gp))
+}
+
+/// The Markdown paragraph saying [`pgo_share`] over `count` `what` (fixtures, programs).
+pub fn pgo_share_paragraph(shares: Option<(f64, f64, f64)>, count: usize, what: &str) -> String {
+    match shares {
+        Some((s, gi, gp)) => format!(
+            "**pgo gets {s:.0}% of instrumentation PGO's gain** (geomean {gp:.3}x against \
+             {gi:.3}x over the {count} {what} where both were measured).\n"
+        ),
+        None => "pgo's share of instrumentation PGO's gain: not computable (instr gained under \
+                 1% or was not measured).\n"
+            .to_string(),
     }
 }

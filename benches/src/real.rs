@@ -65,8 +65,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use pgo_benches::{
-    Progress, Rng, arg, exists, fastest, fresh_dir, geomean, load_average, median, ratio,
-    run_timed, share, spread, try_time, write_atomic,
+    Progress, Rng, arg, exists, fastest, fresh_dir, geomean, load_average, median, pgo_share,
+    pgo_share_paragraph, ratio, run_timed, share, spread, try_time, try_write_atomic, write_atomic,
 };
 use serde_json::json;
 
@@ -199,13 +199,6 @@ fn sq(s: impl AsRef<str>) -> String {
 
 fn path_word(p: &Path) -> String {
     sq(p.to_string_lossy())
-}
-
-fn write_file(path: &Path, text: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 // ---------------------------------------------------------------------------------- inputs
@@ -440,7 +433,7 @@ fn write_corpus(inputs: &Path) -> Result<(), String> {
         }
     }
     all.truncate(CORPUS_TXT_BYTES);
-    write_file(&inputs.join("corpus.txt"), all.as_bytes())?;
+    try_write_atomic(&inputs.join("corpus.txt"), all.as_bytes())?;
     std::fs::rename(&tmp, &corpus).map_err(|e| format!("cannot write {}: {e}", corpus.display()))
 }
 
@@ -451,7 +444,7 @@ fn ensure_inputs(inputs: &Path) -> Result<(), String> {
     let data = inputs.join("data.json");
     if !data.exists() {
         eprintln!("inputs: generating {}…", data.display());
-        write_file(&data, data_json().as_bytes())?;
+        try_write_atomic(&data, data_json().as_bytes())?;
     }
     if !inputs.join("corpus").is_dir() || !inputs.join("corpus.txt").exists() {
         eprintln!(
@@ -951,8 +944,8 @@ fn run_program(
         .and_then(|src| {
             let (train, measure) = scripts(spec, &work.join("inputs"), &work.join("tmp"));
             let (train_sh, measure_sh) = (dir.join("train.sh"), dir.join("measure.sh"));
-            write_file(&train_sh, train.as_bytes())?;
-            write_file(&measure_sh, measure.as_bytes())?;
+            try_write_atomic(&train_sh, train.as_bytes())?;
+            try_write_atomic(&measure_sh, measure.as_bytes())?;
             Ok(Program {
                 spec,
                 pgo,
@@ -1258,31 +1251,13 @@ fn report(
         .iter()
         .filter_map(|r| Some((r.speedup("instr")?, r.speedup("pgo")?)))
         .collect();
-    let pgo_share = if both.is_empty() {
-        None
-    } else {
-        let gi = geomean(&both.iter().map(|b| b.0).collect::<Vec<_>>());
-        let gp = geomean(&both.iter().map(|b| b.1).collect::<Vec<_>>());
-        share(Some(gp), Some(gi)).map(|s| (s, gi, gp))
-    };
+    let shares = pgo_share(&both);
     md.push('\n');
-    match pgo_share {
-        Some((s, gi, gp)) => {
-            let _ = writeln!(
-                md,
-                "**pgo gets {s:.0}% of instrumentation PGO's gain** (geomean {gp:.3}x against \
-                 {gi:.3}x over the {} programs where both were measured).\n",
-                both.len()
-            );
-        }
-        None => {
-            let _ = writeln!(
-                md,
-                "pgo's share of instrumentation PGO's gain: not computable (instr gained under \
-                 1% or was not measured).\n"
-            );
-        }
-    }
+    let _ = writeln!(
+        md,
+        "{}",
+        pgo_share_paragraph(shares, both.len(), "programs")
+    );
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let fmt_load = |l: Option<f64>| l.map_or("?".to_string(), |l| format!("{l:.1}"));
     let _ = writeln!(
@@ -1300,7 +1275,7 @@ fn report(
         "load_average": load,
         "programs": programs_json,
         "summary": summary,
-        "pgo_share_of_instr_gain_percent": pgo_share.map(|s| s.0),
+        "pgo_share_of_instr_gain_percent": shares.map(|s| s.0),
     });
     (md, json)
 }

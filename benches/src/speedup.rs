@@ -64,8 +64,8 @@ use std::time::Instant;
 
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 use pgo_benches::{
-    Progress, arg, command, exists, fastest, fresh_dir, geomean, load_average, median, ratio, run,
-    run_timed, share, short, spread, write_atomic,
+    Progress, arg, command, exists, fastest, fresh_dir, geomean, load_average, median, pgo_share,
+    pgo_share_paragraph, ratio, run, run_timed, share, short, spread, write_atomic,
 };
 use serde_json::json;
 
@@ -1061,31 +1061,13 @@ fn report(
         .iter()
         .filter_map(|r| Some((r.speedup("instr")?, r.speedup("pgo")?)))
         .collect();
-    let pgo_share = if both.is_empty() {
-        None
-    } else {
-        let gi = geomean(&both.iter().map(|b| b.0).collect::<Vec<_>>());
-        let gp = geomean(&both.iter().map(|b| b.1).collect::<Vec<_>>());
-        share(Some(gp), Some(gi)).map(|s| (s, gi, gp))
-    };
+    let shares = pgo_share(&both);
     md.push('\n');
-    match pgo_share {
-        Some((s, gi, gp)) => {
-            let _ = writeln!(
-                md,
-                "**pgo gets {s:.0}% of instrumentation PGO's gain** (geomean {gp:.3}x against \
-                 {gi:.3}x over the {} Rust fixtures where both were measured).\n",
-                both.len()
-            );
-        }
-        None => {
-            let _ = writeln!(
-                md,
-                "pgo's share of instrumentation PGO's gain: not computable (instr gained under \
-                 1% or was not measured).\n"
-            );
-        }
-    }
+    let _ = writeln!(
+        md,
+        "{}",
+        pgo_share_paragraph(shares, both.len(), "Rust fixtures")
+    );
     let _ = writeln!(
         md,
         "| fixture | bare train s | pgo collect s | collection overhead | pgo analyze s |\n\
@@ -1121,7 +1103,7 @@ fn report(
         "load_average": load,
         "fixtures": fixtures_json,
         "summary": summary,
-        "pgo_share_of_instr_gain_percent": pgo_share.map(|s| s.0),
+        "pgo_share_of_instr_gain_percent": shares.map(|s| s.0),
     });
     (md, json)
 }
