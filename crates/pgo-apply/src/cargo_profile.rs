@@ -202,16 +202,14 @@ impl ProfileSettings {
         self.manifest.as_ref().map(|(p, _)| p.as_path())
     }
 
-    /// `key` of the build's profile as Cargo resolves it; `None` when nothing sets it (Cargo's
-    /// built-in default applies).
-    pub fn get(&self, key: &str, env: &impl Fn(&str) -> Option<String>) -> Option<Setting> {
-        let mut profile = self.profile.clone();
-        // A chain of `inherits` ends at dev or release; the bound only guards against cycles.
-        for _ in 0..16 {
-            if let Some(s) = self.own(&profile, key, env) {
-                return Some(s);
-            }
-            profile = match self.own(&profile, "inherits", env) {
+    /// The build's profile and the profiles it inherits from, nearest first: each one's
+    /// `inherits`, else Cargo's built-in parent (`test` and `doc` inherit `dev`, `bench`
+    /// `release`). The chain ends at dev or release; the bound only guards against cycles.
+    fn chain(&self, env: &impl Fn(&str) -> Option<String>) -> Vec<String> {
+        let mut chain = vec![self.profile.clone()];
+        while chain.len() < 16 {
+            let profile = &chain[chain.len() - 1];
+            let parent = match self.own(profile, "inherits", env) {
                 Some(Setting {
                     value: toml::Value::String(parent),
                     ..
@@ -219,40 +217,37 @@ impl ProfileSettings {
                 _ => match profile.as_str() {
                     "test" | "doc" => "dev".into(),
                     "bench" => "release".into(),
-                    _ => return None,
+                    _ => break,
                 },
             };
+            chain.push(parent);
         }
-        None
+        chain
+    }
+
+    /// `key` of the build's profile as Cargo resolves it; `None` when nothing sets it (Cargo's
+    /// built-in default applies).
+    pub fn get(&self, key: &str, env: &impl Fn(&str) -> Option<String>) -> Option<Setting> {
+        self.chain(env)
+            .iter()
+            .find_map(|profile| self.own(profile, key, env))
     }
 
     /// The `debug` level of the build's profile and where it is set (Cargo's defaults: `full`
     /// for dev, `none` for release).
     pub fn debug(&self, env: &impl Fn(&str) -> Option<String>) -> (Option<DebugLevel>, String) {
-        match self.get("debug", env) {
-            Some(s) => (DebugLevel::parse(&s.value), s.origin),
-            None => {
-                let mut base = self.profile.clone();
-                for _ in 0..16 {
-                    match self.own(&base, "inherits", env) {
-                        Some(Setting {
-                            value: toml::Value::String(parent),
-                            ..
-                        }) => base = parent,
-                        _ => break,
-                    }
-                }
-                let dev = matches!(base.as_str(), "dev" | "test" | "doc");
-                (
-                    Some(if dev {
-                        DebugLevel::Full
-                    } else {
-                        DebugLevel::None
-                    }),
-                    format!("Cargo's default for profile `{}`", self.profile),
-                )
-            }
+        if let Some(s) = self.get("debug", env) {
+            return (DebugLevel::parse(&s.value), s.origin);
         }
+        let dev = self.chain(env).last().is_some_and(|base| base == "dev");
+        (
+            Some(if dev {
+                DebugLevel::Full
+            } else {
+                DebugLevel::None
+            }),
+            format!("Cargo's default for profile `{}`", self.profile),
+        )
     }
 
     /// `key` set on `profile` itself, not inherited.
