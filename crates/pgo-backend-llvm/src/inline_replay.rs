@@ -1,5 +1,5 @@
-//! An inline-replay file: LLVM's inline remarks, one per decided call site, which the CGSCC
-//! inliner replays (`-Cllvm-args=--cgscc-inline-replay=FILE`).
+//! An inline-replay file: LLVM's inline remarks, one per decided call site (and per chain of
+//! decided calls it can be inlined through), which the CGSCC inliner replays (`-Cllvm-args=--cgscc-inline-replay=FILE`).
 //!
 //! LLVM's replay advisor keys a decision by the callee's linkage name and the call site
 //! `caller:line_offset` (with `--cgscc-inline-replay-format=line`; column and discriminator
@@ -11,8 +11,13 @@
 
 use crate::names::{NameMap, names_in};
 use pgo_decide::Decisions;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
+
+/// How many decided calls deep a nested entry goes (`a:1 @ b:2 @ c:3` is three).
+const MAX_CHAIN: usize = 6;
+/// A bound on the file for pathological decision sets (chains multiply).
+const MAX_SITES: usize = 200_000;
 
 /// The LLVM options that make the inliner read `file` the way [`write`] writes it.
 pub fn llvm_args(file: &str) -> Vec<String> {
@@ -26,8 +31,16 @@ pub fn llvm_args(file: &str) -> Vec<String> {
 
 /// The replay file for the inline decisions of `decisions` whose caller and callee have
 /// linkage names, and how many sites it holds.
+///
+/// Each decided call is written as it stands in its caller (`caller:off`), and again for every
+/// chain of decided calls above it (`callee:off @ caller:off`, LLVM's spelling of a call site
+/// inlined into another function): the inliner meets a call in whichever function it is in
+/// by then. Bottom-up order usually settles a callee's calls before its callers', but not
+/// inside a cycle of calls, nor for functions the sample-profile loader inlined before the
+/// CGSCC inliner ran: there the callee's own calls arrive in the caller undecided, and
+/// LLVM's defaults outlined, for example, a parser's token reader at every site.
 pub fn write(decisions: &Decisions, rename: Option<&NameMap>) -> (String, usize) {
-    let mut sites = BTreeSet::new();
+    let mut calls: BTreeMap<&str, BTreeSet<(i64, &str)>> = BTreeMap::new();
     for d in &decisions.inline {
         if d.site.line_offset < 0 {
             continue;
@@ -35,17 +48,146 @@ pub fn write(decisions: &Decisions, rename: Option<&NameMap>) -> (String, usize)
         for caller in names_in(rename, &d.caller.linkage_name) {
             for callee in names_in(rename, &d.callee.linkage_name) {
                 if !caller.is_empty() && !callee.is_empty() {
-                    sites.insert((caller.to_string(), d.site.line_offset, callee.to_string()));
+                    calls
+                        .entry(caller)
+                        .or_default()
+                        .insert((d.site.line_offset, callee));
                 }
             }
         }
     }
+    // (outermost caller, call site as LLVM spells it, callee)
+    let mut sites: BTreeSet<(&str, String, &str)> = BTreeSet::new();
+    for (&caller, decided) in &calls {
+        let mut pending: Vec<(String, &str, Vec<&str>)> = decided
+            .iter()
+            .map(|&(off, callee)| (format!("{caller}:{off}"), callee, vec![caller]))
+            .collect();
+        while let Some((site, callee, chain)) = pending.pop() {
+            if sites.len() >= MAX_SITES {
+                break;
+            }
+            if chain.len() < MAX_CHAIN
+                && let Some(inner) = calls.get(callee)
+            {
+                for &(off, next) in inner {
+                    // A chain through a function twice would be a recursion LLVM never inlines.
+                    if next != callee && !chain.contains(&next) {
+                        let mut longer = chain.clone();
+                        longer.push(callee);
+                        pending.push((format!("{callee}:{off} @ {site}"), next, longer));
+                    }
+                }
+            }
+            sites.insert((caller, site, callee));
+        }
+    }
     let mut text = String::new();
-    for (caller, off, callee) in &sites {
+    for (caller, site, callee) in &sites {
         let _ = writeln!(
             text,
-            "{caller}:{off}: '{callee}' inlined into '{caller}' at callsite {caller}:{off};"
+            "{site}: '{callee}' inlined into '{caller}' at callsite {site};"
         );
     }
     (text, sites.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgo_decide::{
+        CallSiteRef, Coverage, FunctionRef, InlineDecision, Layout, ProfileSummary, SCHEMA_NAME,
+        SCHEMA_VERSION, Settings,
+    };
+
+    fn function(name: &str) -> FunctionRef {
+        FunctionRef {
+            name: name.into(),
+            linkage_name: name.into(),
+            binary: "prog".into(),
+            file: "main.rs".into(),
+            start_line: 1,
+        }
+    }
+
+    fn decisions(calls: &[(&str, i64, &str)]) -> Decisions {
+        Decisions {
+            schema: SCHEMA_NAME.into(),
+            version: SCHEMA_VERSION,
+            profile: ProfileSummary {
+                sample_type: "cpu/nanoseconds".into(),
+                total_weight: 100,
+                functions: 4,
+                call_edges: calls.len(),
+                has_addresses: true,
+                has_lines: true,
+            },
+            settings: Settings::default(),
+            coverage: Coverage {
+                hot_set_percent: 100.0,
+                binary_matched_percent: None,
+            },
+            limitations: Vec::new(),
+            inline: calls
+                .iter()
+                .map(|&(caller, off, callee)| InlineDecision {
+                    caller: function(caller),
+                    site: CallSiteRef {
+                        line_offset: off,
+                        column: 0,
+                    },
+                    callee: function(callee),
+                    weight: 10,
+                    share_percent: 10.0,
+                    callee_bytes: None,
+                    already_inlined: true,
+                    reason: String::new(),
+                })
+                .collect(),
+            devirtualize: Vec::new(),
+            layout: Layout {
+                function_order: Vec::new(),
+                cold_functions: Vec::new(),
+                reason: String::new(),
+                blocks: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_chain_of_decided_calls_is_replayable_wherever_the_inliner_meets_it() {
+        // value -> object -> bump -> next_token, and object -> value back (not decided: the
+        // recursion), as in a recursive-descent parser.
+        let d = decisions(&[
+            ("value", 2, "object"),
+            ("object", 13, "bump"),
+            ("bump", 1, "next_token"),
+        ]);
+        let (text, n) = write(&d, None);
+        let lines: Vec<&str> = text.lines().collect();
+        for want in [
+            "value:2: 'object' inlined into 'value' at callsite value:2;",
+            "object:13: 'bump' inlined into 'object' at callsite object:13;",
+            "object:13 @ value:2: 'bump' inlined into 'value' at callsite object:13 @ value:2;",
+            "bump:1 @ object:13 @ value:2: 'next_token' inlined into 'value' at callsite \
+             bump:1 @ object:13 @ value:2;",
+            "bump:1 @ object:13: 'next_token' inlined into 'object' at callsite bump:1 @ object:13;",
+        ] {
+            assert!(lines.contains(&want), "missing {want:?} in\n{text}");
+        }
+        assert_eq!(n, 6, "{text}");
+        assert_eq!(lines.len(), n);
+    }
+
+    #[test]
+    fn a_cycle_of_decisions_does_not_loop() {
+        let d = decisions(&[("a", 1, "b"), ("b", 2, "a")]);
+        let (text, n) = write(&d, None);
+        assert_eq!(
+            text,
+            "a:1: 'b' inlined into 'a' at callsite a:1;\n\
+             b:2: 'a' inlined into 'b' at callsite b:2;\n"
+        );
+        assert_eq!(n, 2);
+    }
 }

@@ -82,26 +82,41 @@ fn devirtualizes_skewed_and_even_sites_but_not_a_spread_one() {
 }
 
 #[test]
-fn inlines_the_hot_helper_but_nothing_into_a_recursive_cycle() {
+fn inlines_the_hot_helper_and_a_cycles_members_into_its_entry_but_never_the_recursion() {
     let dir = tempfile::tempdir().unwrap();
     let d = with_binary(dir.path());
     let inline = d["inline"].as_array().unwrap();
-    let mix = inline
-        .iter()
-        .find(|i| {
-            name(&i["caller"]) == "analyze_rust::hash_all"
-                && name(&i["callee"]) == "analyze_rust::mix"
+    let decided = |caller: &str, callee: &str| {
+        inline.iter().find(|i| {
+            name(&i["caller"]) == format!("analyze_rust::{caller}")
+                && name(&i["callee"]) == format!("analyze_rust::{callee}")
         })
+    };
+    let mix = decided("hash_all", "mix")
         .unwrap_or_else(|| panic!("inline mix into hash_all: {inline:#?}"));
     assert_eq!(mix["already_inlined"], false);
     assert!(mix["callee_bytes"].as_u64().unwrap() > 0);
     assert!(mix["reason"].as_str().unwrap().contains("within the"));
+    // fib calls itself: nothing goes into or around it.
     assert!(
         !inline
             .iter()
             .any(|i| name(&i["callee"]) == "analyze_rust::fib"),
         "no inline decision into or around the recursive fib"
     );
+    // nested_sum <-> element: the member is inlined into the cycle's entry, the calls back
+    // into the entry stay calls, and the entry is not inlined into its caller.
+    assert!(
+        decided("nested_sum", "element").is_some(),
+        "element into nested_sum: {inline:#?}"
+    );
+    for i in inline {
+        assert_ne!(
+            name(&i["callee"]),
+            "analyze_rust::nested_sum",
+            "the recursion's entry inlined: {i:#}"
+        );
+    }
 }
 
 #[test]

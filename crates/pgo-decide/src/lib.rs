@@ -179,14 +179,37 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
         .flat_map(|s| s.edges.iter().copied())
         .collect();
 
-    // Inlining.
+    // Inlining: the hot calls, and the calls the profiled build inlined that carry much of
+    // the profile below them (a small function whose callee does the work, as a parser's
+    // `bump` around the lexer: little time of its own, so not hot by that measure, but
+    // leaving the inlined call to LLVM's defaults under the new profile can outline it).
+    let mut candidates = hot.clone();
+    for e in g.graph.edge_indices() {
+        let call = &g.graph[e];
+        if call.inlined
+            && !hot_set.contains(&e)
+            && g.share(call.weight) >= settings.keep_inlined_min_share_percent
+        {
+            candidates.push(e);
+        }
+    }
+    let cycle_entries = g.cycle_entries();
     let mut inline = Vec::new();
-    for &e in &hot {
+    for &e in &candidates {
         let (caller, callee) = g.graph.edge_endpoints(e).expect("edge");
         let call = &g.graph[e];
-        if caller == callee
-            || g.within_cycle(caller, callee)
-            || g.graph[callee].recursive
+        // Recursion: a function inlined into itself, or into a cycle from outside, is a copy
+        // that calls itself again; but inside a cycle, the members other than its entry are
+        // inlined into it once, like any callee, and the calls back to the entry stay calls.
+        // Only where the profiled build had inlined them already: LLVM then judged the
+        // recursive function's stack frame small enough to grow (a frame multiplied by the
+        // depth of the recursion), which LLVM does not check again for a replayed decision.
+        let recursion = caller == callee
+            || (g.graph[callee].recursive
+                && (!g.within_cycle(caller, callee)
+                    || !call.inlined
+                    || cycle_entries.get(&g.graph[callee].scc) == Some(&callee)));
+        if recursion
             || !is_named(g, caller)
             || !is_named(g, callee)
             || !same_build(g, binary, caller, callee)

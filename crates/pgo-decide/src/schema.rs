@@ -40,6 +40,7 @@ pub struct ProfileSummary {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Settings {
     /// Hot edges are the heaviest ones covering this percentage of edge weight.
     pub hot_cdf_percent: f64,
@@ -50,6 +51,9 @@ pub struct Settings {
     /// with instrumentation profiles.
     pub inline_max_callee_bytes_very_hot: u64,
     pub inline_very_hot_share_percent: f64,
+    /// A call the profiled build inlined is kept inlined when at least this share of the
+    /// samples passes through it, however little time the callee itself takes.
+    pub keep_inlined_min_share_percent: f64,
     pub devirtualize_max_targets: usize,
     /// A promoted target takes at least this share of what the site has left after the targets
     /// before it (LLVM's `-icp-remaining-percent-threshold`).
@@ -65,6 +69,7 @@ impl Default for Settings {
             inline_max_callee_bytes: 512,
             inline_max_callee_bytes_very_hot: 8192,
             inline_very_hot_share_percent: 5.0,
+            keep_inlined_min_share_percent: 1.0,
             devirtualize_max_targets: 3,
             devirtualize_min_remaining_percent: 30.0,
             devirtualize_min_total_percent: 5.0,

@@ -468,6 +468,45 @@ impl CallGraph {
         self.graph[caller].recursive && self.graph[caller].scc == self.graph[callee].scc
     }
 
+    /// The entry of each recursive cycle (by [`Function::scc`]): the member the most weight
+    /// enters from outside the cycle (for a cycle nothing outside calls, the one with the most
+    /// weight on the stack), ties by linkage name. The other members of a cycle can be inlined
+    /// into it as once into any caller, the calls back into the entry staying the recursion:
+    /// what LLVM makes of a recursive descent parser with an instrumentation profile.
+    pub fn cycle_entries(&self) -> FxHashMap<usize, NodeIndex> {
+        let mut entered: FxHashMap<NodeIndex, i64> = FxHashMap::default();
+        for e in self.graph.edge_indices() {
+            let (from, to) = self.graph.edge_endpoints(e).expect("an edge of this graph");
+            if self.graph[to].recursive && self.graph[from].scc != self.graph[to].scc {
+                *entered.entry(to).or_default() += self.graph[e].weight;
+            }
+        }
+        let mut entries: FxHashMap<usize, NodeIndex> = FxHashMap::default();
+        for n in self.graph.node_indices() {
+            let f = &self.graph[n];
+            if !f.recursive {
+                continue;
+            }
+            let rank = |n: NodeIndex| {
+                let f = &self.graph[n];
+                (
+                    entered.get(&n).copied().unwrap_or(0),
+                    f.cum_weight,
+                    std::cmp::Reverse(&f.linkage_name),
+                )
+            };
+            entries
+                .entry(f.scc)
+                .and_modify(|best| {
+                    if rank(n) > rank(*best) {
+                        *best = n;
+                    }
+                })
+                .or_insert(n);
+        }
+        entries
+    }
+
     /// Share of the total, in percent.
     pub fn share(&self, weight: i64) -> f64 {
         if self.total == 0 {
