@@ -48,6 +48,10 @@ fn run_timed(argv: &[OsString]) -> (f64, f64) {
     (wall, own)
 }
 
+/// Samples per second for every recorder here: `pgo collect`'s default
+/// (`pgo_record::DEFAULT_FREQUENCY`), so both run at the rate users get.
+const FREQUENCY: &str = "4000";
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 3 {
@@ -74,6 +78,8 @@ fn main() {
             argv(&[
                 &pgo,
                 &"collect",
+                &"-F",
+                &FREQUENCY,
                 &"--unwind",
                 &"fp",
                 &"-o",
@@ -84,7 +90,7 @@ fn main() {
             ]),
         ),
         (
-            "perf record -F 999 -g",
+            "perf record -g",
             0,
             argv(&[
                 &"perf",
@@ -93,7 +99,7 @@ fn main() {
                 &"-e",
                 &"cpu-clock",
                 &"-F",
-                &"999",
+                &FREQUENCY,
                 &"-g",
                 &"-o",
                 &data,
@@ -109,6 +115,8 @@ fn main() {
             argv(&[
                 &pgo,
                 &"collect",
+                &"-F",
+                &FREQUENCY,
                 &"--unwind",
                 &"dwarf",
                 &"-o",
@@ -128,7 +136,7 @@ fn main() {
                 &"-e",
                 &"cpu-clock",
                 &"-F",
-                &"999",
+                &FREQUENCY,
                 &"--call-graph",
                 &"dwarf",
                 &"-o",

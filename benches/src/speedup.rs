@@ -397,6 +397,10 @@ fn profile_functions(text: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// The IP-only route samples as often as `pgo collect` does by default
+/// (`pgo_record::DEFAULT_FREQUENCY`): the same amount of data for both.
+const PROFGEN_FREQUENCY: &str = "4000";
+
 /// IP-only AutoFDO: `perf record` without `-g` → llvm-profgen's unsymbolized-profile input
 /// (one `ip-ip:count` range per sampled address, hex offsets from the preferred base, decimal
 /// counts, no branches) → a text sample profile, checked to name the hottest sampled symbol.
@@ -406,7 +410,15 @@ fn profgen_profile(plain: &Path, dir: &Path) -> Result<(PathBuf, String), String
     let data = dir.join("perf.data");
     run(
         command("perf")
-            .args(["record", "-q", "-e", "cpu-clock", "-F", "999", "-o"])
+            .args([
+                "record",
+                "-q",
+                "-e",
+                "cpu-clock",
+                "-F",
+                PROFGEN_FREQUENCY,
+                "-o",
+            ])
             .arg(&data)
             .arg("--")
             .arg(plain)
@@ -627,7 +639,7 @@ fn build_rust(pgo: &Path, fx: &Fixture, r: &mut FixtureResult) {
         .and_then(|()| profgen_profile(&plain, &dir))
         .and_then(|(prof, note)| {
             r.notes.push(format!(
-                "profgen: IP-only AutoFDO (perf record -e cpu-clock -F 999, no -g, on train; \
+                "profgen: IP-only AutoFDO (perf record -e cpu-clock -F {PROFGEN_FREQUENCY}, no -g, on train; \
                  llvm-profgen-22 --unsymbolized-profile), built with -Zprofile-sample-use and \
                  -Csymbol-mangling-version=legacy, so that its names (the plain binary's) are \
                  spelled as the build spells them; LLVM still matches only those without a \

@@ -33,7 +33,7 @@ pub struct CollectArgs {
     #[arg(
         short = 'F',
         long = "frequency",
-        default_value_t = 999,
+        default_value_t = pgo_collect::DEFAULT_FREQUENCY,
         value_name = "HZ"
     )]
     frequency: u32,

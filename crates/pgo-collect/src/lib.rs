@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use pgo_profile::Profile;
-pub use pgo_record::Target;
+pub use pgo_record::{DEFAULT_FREQUENCY, Target};
 use pgo_record::{Event, RecordOptions, Summary};
 
 pub use frame_pointers::{FramePointerVerdict, detect_frame_pointers};
@@ -67,7 +67,7 @@ pub struct CollectOptions {
 impl Default for CollectOptions {
     fn default() -> Self {
         CollectOptions {
-            frequency: 999,
+            frequency: pgo_record::DEFAULT_FREQUENCY,
             duration: None,
             unwind: UnwindMode::Auto,
             // perf record's default dump size: deep enough for most stacks, and each sample's

@@ -11,7 +11,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use pgo_record::{
-    CpuMode, Error, RecordOptions, Recording, StopReason, Target, probe, record, record_with,
+    CpuMode, DEFAULT_FREQUENCY, Error, RecordOptions, Recording, StopReason, Target, probe, record,
+    record_with,
 };
 
 /// The workload binary, compiled once per test run.
@@ -81,10 +82,10 @@ fn samples_of(rec: &Recording, pid: u32, tid: u32) -> usize {
         .count()
 }
 
-/// About 999 samples per second of the command's CPU time (wall time varies with machine load).
+/// About [`DEFAULT_FREQUENCY`] samples per second of the command's CPU time (wall time varies with machine load).
 fn assert_rate(rec: &Recording) {
     let cpu = rec.child.unwrap().cpu_time.unwrap().as_secs_f64();
-    let expected = 999.0 * cpu;
+    let expected = f64::from(DEFAULT_FREQUENCY) * cpu;
     let n = rec.samples.len() as f64;
     assert!(
         n >= 10.0 && (n - expected).abs() < 0.3 * expected + 10.0,
@@ -107,7 +108,7 @@ fn spawn_samples_at_the_requested_rate_in_the_program() {
     assert!(child.status.unwrap().success());
     assert_eq!(rec.info.target_pid, child.pid);
     let cpu = child.cpu_time.unwrap().as_secs_f64();
-    let expected = 999.0 * cpu;
+    let expected = f64::from(DEFAULT_FREQUENCY) * cpu;
     let n = rec.samples.len() as f64;
     assert!(
         n > 0.7 * expected && n < 1.2 * expected,
@@ -444,7 +445,7 @@ fn lost_records_are_counted() {
     };
     let rec = record(&spawn(&["burn", "0.2"]), &options).unwrap();
     let cpu = rec.child.unwrap().cpu_time.unwrap().as_secs_f64();
-    let expected = 999.0 * cpu;
+    let expected = f64::from(DEFAULT_FREQUENCY) * cpu;
     assert!(rec.samples.len() < 5, "{} samples", rec.samples.len());
     // Most of the samples the run should have produced are reported lost. Not all: on a busy
     // machine the kernel's own accounting of a full one-page buffer varies (79 of ~201 seen in
