@@ -130,7 +130,7 @@ impl Target {
 
 /// Samples per second of CPU time unless asked otherwise: perf record's own default. At
 /// 999 Hz a few seconds of training gave profiles whose builds differed run to run (interp:
-/// 28–44 M mispredicts in five builds from five profiles of one input; 23–26 M in four at
+/// 28–44 M mispredicts in five builds from five profiles of one input; 23–30 M in five at
 /// 4–5 kHz), for about 0.2 s more collection per second of the program's CPU time.
 pub const DEFAULT_FREQUENCY: u32 = 4000;
 
