@@ -1158,6 +1158,15 @@ fn counts_table(md: &mut String, r: &FixtureResult) {
     md.push('\n');
 }
 
+/// The geometric mean of `ratio` over the fixtures that have it, and how many do.
+fn geomean_over(
+    rust: &[&FixtureResult],
+    ratio: impl Fn(&FixtureResult) -> Option<f64>,
+) -> Option<(f64, usize)> {
+    let xs: Vec<f64> = rust.iter().filter_map(|r| ratio(r)).collect();
+    (!xs.is_empty()).then(|| (geomean(&xs), xs.len()))
+}
+
 /// The summary of the counts: geometric means over the Rust fixtures and pgo's share.
 fn counts_summary(md: &mut String, rust: &[&FixtureResult]) -> serde_json::Value {
     let instructions = |v: &Variant| v.instructions;
@@ -1168,13 +1177,7 @@ fn counts_summary(md: &mut String, rust: &[&FixtureResult]) -> serde_json::Value
          not time).\n\n| variant | fixtures | geomean instructions vs plain | share of instr gain \
          (instructions) |\n|---|---:|---:|---:|"
     );
-    let geo = |name: &str| {
-        let xs: Vec<f64> = rust
-            .iter()
-            .filter_map(|r| r.count_ratio(name, instructions))
-            .collect();
-        (!xs.is_empty()).then(|| (geomean(&xs), xs.len()))
-    };
+    let geo = |name: &str| geomean_over(rust, |r| r.count_ratio(name, instructions));
     let instr = geo("instr").map(|(g, _)| g);
     let mut rows = Vec::new();
     for name in COUNTED {
@@ -1368,13 +1371,8 @@ fn report(
          fixtures | geomean speedup | share of instr gain | geomean, fastest | share, fastest \
          |\n|---|---:|---:|---:|---:|---:|"
     );
-    let instr: Vec<f64> = rust.iter().filter_map(|r| r.speedup("instr")).collect();
-    let instr_geo = (!instr.is_empty()).then(|| geomean(&instr));
-    let instr_best: Vec<f64> = rust
-        .iter()
-        .filter_map(|r| r.best_speedup("instr"))
-        .collect();
-    let instr_best_geo = (!instr_best.is_empty()).then(|| geomean(&instr_best));
+    let instr_geo = geomean_over(&rust, |r| r.speedup("instr")).map(|(g, _)| g);
+    let instr_best_geo = geomean_over(&rust, |r| r.best_speedup("instr")).map(|(g, _)| g);
     for name in [
         "control",
         "instr",
@@ -1387,24 +1385,20 @@ fn report(
         "pgo",
         "pgo+bolt",
     ] {
-        let xs: Vec<f64> = rust.iter().filter_map(|r| r.speedup(name)).collect();
-        if xs.is_empty() {
+        let Some((g, n)) = geomean_over(&rust, |r| r.speedup(name)) else {
             let _ = writeln!(md, "| {name} | 0 | | | | |");
             continue;
-        }
-        let g = geomean(&xs);
+        };
         let sh = share(Some(g), instr_geo);
-        let best: Vec<f64> = rust.iter().filter_map(|r| r.best_speedup(name)).collect();
-        let gb = geomean(&best);
+        let gb = geomean_over(&rust, |r| r.best_speedup(name)).map_or(f64::NAN, |(g, _)| g);
         let shb = share(Some(gb), instr_best_geo);
         let _ = writeln!(
             md,
-            "| {name} | {} | {g:.3}x | {} | {gb:.3}x | {} |",
-            xs.len(),
+            "| {name} | {n} | {g:.3}x | {} | {gb:.3}x | {} |",
             sh.map(|s| format!("{s:.0}%")).unwrap_or_default(),
             shb.map(|s| format!("{s:.0}%")).unwrap_or_default()
         );
-        summary.push(json!({"variant": name, "fixtures": xs.len(), "geomean_speedup": g, "share_of_instr_gain_percent": sh, "geomean_speedup_fastest_run": gb, "share_of_instr_gain_percent_fastest_run": shb}));
+        summary.push(json!({"variant": name, "fixtures": n, "geomean_speedup": g, "share_of_instr_gain_percent": sh, "geomean_speedup_fastest_run": gb, "share_of_instr_gain_percent_fastest_run": shb}));
     }
     // pgo's share of instr's gain over the fixtures where both were measured.
     let both: Vec<(f64, f64)> = rust

@@ -1,5 +1,6 @@
 //! An inline-replay file: LLVM's inline remarks, one per decided call site (and per chain of
-//! decided calls it can be inlined through), which the CGSCC inliner replays (`-Cllvm-args=--cgscc-inline-replay=FILE`).
+//! decided calls it can be inlined through), which the CGSCC inliner replays
+//! (`-Cllvm-args=--cgscc-inline-replay=FILE`).
 //!
 //! LLVM's replay advisor keys a decision by the callee's linkage name and the call site
 //! `caller:line_offset` (with `--cgscc-inline-replay-format=line`; column and discriminator
