@@ -12,7 +12,7 @@
 
 use crate::names::{NameMap, names_in};
 use pgo_decide::Decisions;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write;
 
 /// How many decided calls deep a nested entry goes (`a:1 @ b:2 @ c:3` is three).
@@ -41,6 +41,18 @@ pub fn llvm_args(file: &str) -> Vec<String> {
 /// CGSCC inliner ran: there the callee's own calls arrive in the caller undecided, and
 /// LLVM's defaults outlined, for example, a parser's token reader at every site.
 pub fn write(decisions: &Decisions, rename: Option<&NameMap>) -> (String, usize) {
+    write_bounded(decisions, rename, MAX_SITES)
+}
+
+/// [`write`] with at most `max_sites` entries. Entries go in by depth, every caller's direct
+/// calls first, then the chains one call deeper, and so on: past the bound, what is left
+/// out are the deepest chains, which the inliner meets least (each is one particular path
+/// through several inlined calls), never a decided call as it stands in its own caller.
+fn write_bounded(
+    decisions: &Decisions,
+    rename: Option<&NameMap>,
+    max_sites: usize,
+) -> (String, usize) {
     let mut calls: BTreeMap<&str, BTreeSet<(i64, &str)>> = BTreeMap::new();
     for d in &decisions.inline {
         if d.site.line_offset < 0 {
@@ -59,29 +71,33 @@ pub fn write(decisions: &Decisions, rename: Option<&NameMap>) -> (String, usize)
     }
     // (outermost caller, call site as LLVM spells it, callee)
     let mut sites: BTreeSet<(&str, String, &str)> = BTreeSet::new();
-    for (&caller, decided) in &calls {
-        let mut pending: Vec<(String, &str, Vec<&str>)> = decided
-            .iter()
-            .map(|&(off, callee)| (format!("{caller}:{off}"), callee, vec![caller]))
-            .collect();
-        while let Some((site, callee, chain)) = pending.pop() {
-            if sites.len() >= MAX_SITES {
-                break;
-            }
-            if chain.len() < MAX_CHAIN
-                && let Some(inner) = calls.get(callee)
-            {
-                for &(off, next) in inner {
-                    // A chain through a function twice would be a recursion LLVM never inlines.
-                    if next != callee && !chain.contains(&next) {
-                        let mut longer = chain.clone();
-                        longer.push(callee);
-                        pending.push((format!("{callee}:{off} @ {site}"), next, longer));
-                    }
+    // Breadth first over every caller at once: (outermost caller, site, callee, the chain of
+    // functions from the outermost caller down to the callee's caller).
+    let mut pending: VecDeque<(&str, String, &str, Vec<&str>)> = calls
+        .iter()
+        .flat_map(|(&caller, decided)| {
+            decided.iter().map(move |&(off, callee)| {
+                (caller, format!("{caller}:{off}"), callee, vec![caller])
+            })
+        })
+        .collect();
+    while let Some((caller, site, callee, chain)) = pending.pop_front() {
+        if sites.len() >= max_sites {
+            break;
+        }
+        if chain.len() < MAX_CHAIN
+            && let Some(inner) = calls.get(callee)
+        {
+            for &(off, next) in inner {
+                // A chain through a function twice would be a recursion LLVM never inlines.
+                if next != callee && !chain.contains(&next) {
+                    let mut longer = chain.clone();
+                    longer.push(callee);
+                    pending.push_back((caller, format!("{callee}:{off} @ {site}"), next, longer));
                 }
             }
-            sites.insert((caller, site, callee));
         }
+        sites.insert((caller, site, callee));
     }
     let mut text = String::new();
     for (caller, site, callee) in &sites {
@@ -178,6 +194,31 @@ mod tests {
         }
         assert_eq!(n, 6, "{text}");
         assert_eq!(lines.len(), n);
+    }
+
+    #[test]
+    fn past_the_bound_every_direct_call_is_kept_and_the_deepest_chains_go() {
+        // Two callers with chains below them: a bound of four keeps all four direct entries
+        // (the later caller's too), none of the nested ones.
+        let d = decisions(&[("a", 1, "b"), ("b", 2, "c"), ("c", 3, "d"), ("z", 9, "b")]);
+        let (text, n) = write_bounded(&d, None, 4);
+        assert_eq!(
+            text,
+            "a:1: 'b' inlined into 'a' at callsite a:1;\n\
+             b:2: 'c' inlined into 'b' at callsite b:2;\n\
+             c:3: 'd' inlined into 'c' at callsite c:3;\n\
+             z:9: 'b' inlined into 'z' at callsite z:9;\n"
+        );
+        assert_eq!(n, 4);
+        // One more: a depth-two chain, not a depth-three one.
+        let (text, _) = write_bounded(&d, None, 5);
+        let nested: Vec<&str> = text.lines().filter(|l| l.contains(" @ ")).collect();
+        assert_eq!(nested.len(), 1, "{text}");
+        let site = nested[0].split(": '").next().unwrap_or_default();
+        assert_eq!(site.matches(" @ ").count(), 1, "{text}");
+        // Unbounded: a:1>b:2>c:3, b:2>c:3, z:9>b:2>c:3 chains, 4 + 2 + 1 + 2 = 9 entries.
+        let (_, n) = write(&d, None);
+        assert_eq!(n, 9);
     }
 
     #[test]
