@@ -135,11 +135,13 @@ fn ensure_debian_packages(programs: &[(&str, &str)]) -> Result<(), String> {
 
 fn test(extra: &[String]) -> Result<(), String> {
     // dwz: the symbolizer's test of Debian-style supplementary debug files; make: the clang
-    // backend's test of a Makefile that ignores CFLAGS. LLVM 22 (the
-    // version rustc 1.95 carries): the apply backends' tests read and use what they write.
+    // backend's test of a Makefile that ignores CFLAGS; gcc: its warning that GCC built a
+    // program without the profile. LLVM 22 (the version rustc 1.95 carries): the apply
+    // backends' tests read and use what they write.
     ensure_debian_packages(&[
         ("dwz", "dwz"),
         ("make", "make"),
+        ("gcc", "gcc"),
         ("llvm-profdata-22", "llvm-22"),
         ("clang-22", "clang-22"),
         ("ld.lld-22", "lld-22"),

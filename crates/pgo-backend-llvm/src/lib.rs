@@ -573,6 +573,68 @@ impl Backend for Clang {
     }
 
     fn after_build(&self, request: &Request<'_>, binary: &Path) -> Result<Plan, String> {
-        match_note(request, binary, None)
+        let mut plan = match_note(request, binary, None)?;
+        let producers = pgo_symbolize::producers(binary).unwrap_or_default();
+        plan.notes
+            .extend(gcc_units_warning(&binary.display().to_string(), &producers));
+        Ok(plan)
+    }
+}
+
+/// A warning when C or C++ units of the built binary were compiled by GCC: GCC does not read
+/// [`CLANG_OVERRIDE`], so they were built without the profile, though the build succeeded
+/// and their functions still match the profile by name (a Makefile's default `cc` is GCC on
+/// most Linux systems). `producers` are the binary's compilation units' `DW_AT_producer`.
+fn gcc_units_warning(binary: &str, producers: &[String]) -> Option<String> {
+    let gcc: Vec<&String> = producers
+        .iter()
+        .filter(|p| p.starts_with("GNU C"))
+        .collect();
+    let clang = producers.iter().filter(|p| p.contains("clang")).count();
+    let first = gcc.first()?;
+    let version: String = first.split(" -").next().unwrap_or(first).into();
+    let what = if clang == 0 {
+        "the build got NO profile".to_string()
+    } else {
+        format!("those units got no profile (the {clang} compiled by clang did)")
+    };
+    Some(format!(
+        "WARNING: {} of {} C/C++ compilation units in {binary} were compiled by GCC ({version}), \
+         which does not read {CLANG_OVERRIDE}: {what}; build with clang (CC=clang-22 \
+         CXX=clang++-22, e.g. `make CC=clang-22`)",
+        gcc.len(),
+        gcc.len() + clang,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gcc_units_warning;
+
+    #[test]
+    fn gcc_compiled_units_are_named_and_clang_ones_are_not() {
+        let clang = "Debian clang version 22.1.0 (++20251201)".to_string();
+        let gcc = "GNU C17 12.2.0 -mtune=generic -march=x86-64 -g -O2".to_string();
+        let rustc = "clang LLVM (rustc version 1.95.0 (59807616e 2026-10-30))".to_string();
+        let gas = "GNU AS 2.40".to_string();
+        assert_eq!(
+            gcc_units_warning("prog", &[clang.clone(), rustc, gas.clone()]),
+            None
+        );
+        assert_eq!(gcc_units_warning("prog", &[]), None);
+        let all_gcc = gcc_units_warning("prog", &[gcc.clone(), gcc.clone(), gas]).unwrap();
+        assert!(
+            all_gcc.starts_with(
+                "WARNING: 2 of 2 C/C++ compilation units in prog were compiled by GCC (GNU C17 \
+                 12.2.0), which does not read CCC_OVERRIDE_OPTIONS: the build got NO profile;"
+            ),
+            "{all_gcc}"
+        );
+        let mixed = gcc_units_warning("prog", &[gcc, clang]).unwrap();
+        assert!(
+            mixed.contains("1 of 2 C/C++ compilation units")
+                && mixed.contains("(the 1 compiled by clang did)"),
+            "{mixed}"
+        );
     }
 }

@@ -458,6 +458,45 @@ fn clang_backend_builds_a_c_program_with_the_profile() {
     );
 }
 
+/// GCC ignores the variable the clang backend reaches every clang through: a build with `cc`
+/// succeeds without the profile, its functions still match the profile by name, and the user
+/// must be told.
+#[test]
+fn clang_backend_warns_when_gcc_compiled_the_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let profile = c_fixture_profile(work, "plain", "");
+    let out = apply(
+        work,
+        &[
+            &"--profile",
+            &profile,
+            &"--backend",
+            &"clang",
+            &"--output-binary",
+            &"out",
+            &"--",
+            &"gcc",
+            &"-O2",
+            &"-g",
+            &"main.c",
+            &"-o",
+            &"out",
+        ],
+        &[],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let warning = err
+        .lines()
+        .find(|l| l.contains("compiled by GCC"))
+        .unwrap_or_else(|| panic!("no warning that GCC compiled the program:\n{err}"));
+    assert!(
+        warning.contains("1 of 1 C/C++ compilation units") && warning.contains("NO profile"),
+        "{warning}"
+    );
+}
+
 /// A Makefile that assigns its own CFLAGS (no -g) ignores the environment's: the clang
 /// backend's flags still reach every clang the build runs, for the first build (line tables and
 /// discriminators) and for the build with the profile (samples applied), and the program is

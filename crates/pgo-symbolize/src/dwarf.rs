@@ -293,6 +293,33 @@ fn push_path(path: &mut String, component: &str) {
     }
 }
 
+/// The compiler of each compilation unit in the DWARF of the ELF file at `path`
+/// (`DW_AT_producer`: `clang version 22.1.0 ...`, `GNU C17 12.2.0 -mtune=generic ...`, rustc's
+/// `clang LLVM (rustc version 1.95.0 ...)`), one entry per unit that names one. Empty when the
+/// file has no DWARF.
+pub fn producers(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dwarf = load_dwarf(&file).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    let mut headers = dwarf.units();
+    while let Ok(Some(header)) = headers.next() {
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
+        let mut entries = unit.entries();
+        let Ok(Some(root)) = entries.next_dfs() else {
+            continue;
+        };
+        if let Some(value) = root.attr_value(gimli::DW_AT_producer)
+            && let Ok(name) = dwarf.attr_string(&unit, value)
+        {
+            out.push(String::from_utf8_lossy(&name).into_owned());
+        }
+    }
+    Ok(out)
+}
+
 /// A function as the DWARF of an object declares it: every `DW_TAG_subprogram` with a
 /// linkage name, whether it was emitted out of line, only inlined, or both.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

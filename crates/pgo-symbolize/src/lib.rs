@@ -51,7 +51,7 @@ mod symbols;
 
 pub use demangle::demangle;
 pub use discriminators::Discriminators;
-pub use dwarf::{Subprogram, subprograms};
+pub use dwarf::{Subprogram, producers, subprograms};
 pub use error::Error;
 pub use mapping::{MappingKind, MapsEntry, SpecialMapping};
 pub use object_info::{DebugLink, LoadSegment, ObjectInfo};
