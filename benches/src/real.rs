@@ -8,11 +8,15 @@
 //! - ripgrep 14.1.1 (Rust, from crates.io), `-j1` searches over a 3,000-file source corpus;
 //! - bzip2 1.0.8 (C, Debian's source; `make CC=clang-22 bzip2`, whose Makefile assigns its own
 //!   `CFLAGS`: pgo reaches its compiles through `CCC_OVERRIDE_OPTIONS`), compressing and
-//!   decompressing.
+//!   decompressing;
+//! - pulldown-cmark 0.13.6 (a CommonMark parser; Rust, from crates.io), its binary turning a
+//!   20 MB Markdown document into HTML, tables on (`-T`).
 //!
 //! The inputs are generated deterministically (`WORK/inputs`, written once); each program has a
 //! `train.sh` and a `measure.sh` (`WORK/<program>/`, taking the binary as `$1`), whose filters,
-//! patterns or inputs differ. Every variant is built from its own fresh copy of the sources
+//! patterns or inputs differ (the two Markdown documents mix the same kinds of blocks and spans
+//! in other proportions: training has more lists and code blocks, the measured one more
+//! emphasis, links and tables). Every variant is built from its own fresh copy of the sources
 //! into its own directory (`WORK/<program>/<variant>/`, with `build.log`), with the caller's
 //! build variables removed:
 //!
@@ -33,13 +37,13 @@
 //!
 //! What it is for: checking that pgo's gains on our own fixtures (`speedup-bench`) hold on code
 //! we did not write, built the way its authors build it, against the established anchor in the
-//! same run. What it is not for: comparing jaq, ripgrep or bzip2 with other tools or with each
-//! other, small differences (the machines are noisy: see BENCHMARKS.md), or a test: it needs
-//! the network for the first download and crates.io for the Rust builds, and takes long: every
-//! run rebuilds everything. On a busy 2-core machine the builds took about 16 minutes for
-//! ripgrep, 13 for jaq and 1 for bzip2, and one round of `measure.sh` runs (all variants of
-//! all three) about 2.5 minutes (bzip2's 25 s a run most of it), so the default 7 rounds take
-//! about 50 minutes in all.
+//! same run. What it is not for: comparing the programs with other tools or with each other,
+//! small differences (the machines are noisy: see BENCHMARKS.md), or a test: it needs the
+//! network for the first download and crates.io for the Rust builds, and takes long: every run
+//! rebuilds everything. On a busy 2-core machine the builds took about 16 minutes for ripgrep,
+//! 13 for jaq, 1 for bzip2 and 2 for pulldown-cmark, and one round of `measure.sh` runs (all
+//! variants of all four) about 2.5 minutes (bzip2's 25 s a run most of it; pulldown-cmark's
+//! about 2 s), so the default 7 rounds take about 50 minutes in all.
 //!
 //! One change to what the projects ship, needed to build them here: the Rust crates get an
 //! empty `[workspace]` table appended to their `Cargo.toml` (a published crate has none, and a
@@ -53,6 +57,7 @@
 //! cargo build --release -p pgo-cli -p pgo-benches
 //! target/release/real-bench target/release/pgo --reps 7 --json real.json --markdown real.md
 //! target/release/real-bench target/release/pgo --reps 1 --program bzip2
+//! target/release/real-bench target/release/pgo --reps 5 --program pulldown-cmark
 //! ```
 //!
 //! Usage: real-bench PGO [--reps N] [--program NAME]... [--json F] [--markdown F] [--work DIR]
@@ -71,7 +76,8 @@ use pgo_benches::{
 use serde_json::json;
 
 const USAGE: &str = "usage: real-bench PGO [--reps N] [--program NAME]... [--json F] \
-                     [--markdown F] [--work DIR]\n  programs: jaq, ripgrep, bzip2 (default: all)";
+                     [--markdown F] [--work DIR]\n  programs: jaq, ripgrep, bzip2, \
+                     pulldown-cmark (default: all)";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Lang {
@@ -93,7 +99,7 @@ struct Spec {
     measure: &'static str,
 }
 
-const PROGRAMS: [Spec; 3] = [
+const PROGRAMS: [Spec; 4] = [
     Spec {
         name: "jaq",
         version: "2.3.0",
@@ -123,6 +129,16 @@ const PROGRAMS: [Spec; 3] = [
         dir: "bzip2-1.0.8",
         binary: "bzip2",
         measure: "compress corpus.txt, decompress it (cksum of the output)",
+    },
+    Spec {
+        name: "pulldown-cmark",
+        version: "0.13.6",
+        lang: Lang::Rust,
+        url: "https://static.crates.io/crates/pulldown-cmark/pulldown-cmark-0.13.6.crate",
+        sha256: "3db2be46835f013dd3f4fa7f5f7402c537787b54ebb6fe2b94bbdd7e2669bb7b",
+        dir: "pulldown-cmark-0.13.6",
+        binary: "pulldown-cmark",
+        measure: "measure.md (20 MB of Markdown) to HTML with tables on (cksum of the output)",
     },
 ];
 
@@ -437,6 +453,153 @@ fn write_corpus(inputs: &Path) -> Result<(), String> {
     std::fs::rename(&tmp, &corpus).map_err(|e| format!("cannot write {}: {e}", corpus.display()))
 }
 
+/// The proportions of a generated Markdown document: `train.md` and `measure.md` differ in them
+/// (and in their seeds), as the other programs' training and measured workloads differ.
+struct MarkdownMix {
+    seed: u64,
+    /// Weights of the blocks: heading, paragraph, bullet list, fenced code block, pipe table,
+    /// block quote.
+    blocks: [u64; 6],
+    /// Weights of a paragraph's pieces: plain word, *emphasis*, **strong**, `code span`,
+    /// [link](url).
+    inlines: [u64; 5],
+}
+
+/// Training: more lists and code blocks, fewer spans.
+const MARKDOWN_TRAIN: MarkdownMix = MarkdownMix {
+    seed: 0xA076_1D64_78BD_642F,
+    blocks: [6, 28, 26, 22, 4, 4],
+    inlines: [88, 3, 2, 5, 2],
+};
+
+/// Measured: more emphasis, links and tables.
+const MARKDOWN_MEASURE: MarkdownMix = MarkdownMix {
+    seed: 0xE703_7ED1_A0B4_28DB,
+    blocks: [6, 38, 10, 6, 22, 18],
+    inlines: [68, 12, 5, 5, 10],
+};
+
+/// The size of each generated Markdown document.
+const MARKDOWN_BYTES: usize = 20_000_000;
+
+/// An index into `weights`, drawn with those weights.
+fn pick(rng: &mut Rng, weights: &[u64]) -> usize {
+    let mut x = rng.below(weights.iter().sum());
+    for (i, &w) in weights.iter().enumerate() {
+        if x < w {
+            return i;
+        }
+        x -= w;
+    }
+    unreachable!("x is below the sum of the weights")
+}
+
+/// `n` pieces of inline Markdown (words, emphasis, code spans, links) separated by spaces.
+fn inline_text(rng: &mut Rng, mix: &MarkdownMix, n: u64, out: &mut String) {
+    for i in 0..n {
+        if i > 0 {
+            out.push(' ');
+        }
+        let r = &mut *rng;
+        let _ = match pick(r, &mix.inlines) {
+            0 => write!(out, "{}", word(r)),
+            1 => write!(out, "*{} {}*", word(r), word(r)),
+            2 => write!(out, "**{}**", word(r)),
+            3 => write!(out, "`{}({})`", snake(r), number(r)),
+            _ => write!(
+                out,
+                "[{} {}](https://example.com/{}/{})",
+                word(r),
+                word(r),
+                word(r),
+                number(r)
+            ),
+        };
+    }
+}
+
+/// One block of Markdown, followed by a blank line.
+fn markdown_block(rng: &mut Rng, mix: &MarkdownMix, out: &mut String) {
+    match pick(rng, &mix.blocks) {
+        0 => {
+            out.push_str(&"#".repeat(1 + rng.below(4) as usize));
+            out.push(' ');
+            let n = 2 + rng.below(5);
+            inline_text(rng, mix, n, out);
+            out.push('\n');
+        }
+        1 => {
+            for _ in 0..2 + rng.below(4) {
+                let n = 8 + rng.below(7);
+                inline_text(rng, mix, n, out);
+                out.push('\n');
+            }
+        }
+        2 => {
+            let ordered = rng.below(4) == 0;
+            for item in 1..=2 + rng.below(7) {
+                if item > 1 && rng.below(4) == 0 {
+                    out.push_str("  ");
+                }
+                if ordered {
+                    let _ = write!(out, "{item}. ");
+                } else {
+                    out.push_str("- ");
+                }
+                let n = 3 + rng.below(10);
+                inline_text(rng, mix, n, out);
+                out.push('\n');
+            }
+        }
+        3 => {
+            out.push_str("```rust\n");
+            for _ in 0..3 + rng.below(13) {
+                source_line(rng, out);
+            }
+            out.push_str("```\n");
+        }
+        4 => {
+            let columns = 2 + rng.below(4) as usize;
+            let row = |rng: &mut Rng, out: &mut String| {
+                for _ in 0..columns {
+                    out.push_str("| ");
+                    let n = 1 + rng.below(3);
+                    inline_text(rng, mix, n, out);
+                    out.push(' ');
+                }
+                out.push_str("|\n");
+            };
+            row(rng, out);
+            for _ in 0..columns {
+                out.push_str(["|---", "|:---", "|---:", "|:---:"][rng.below(4) as usize]);
+            }
+            out.push_str("|\n");
+            for _ in 0..2 + rng.below(9) {
+                row(rng, out);
+            }
+        }
+        _ => {
+            for _ in 0..1 + rng.below(3) {
+                out.push_str("> ");
+                let n = 6 + rng.below(9);
+                inline_text(rng, mix, n, out);
+                out.push('\n');
+            }
+        }
+    }
+    out.push('\n');
+}
+
+/// A Markdown document of about `bytes` in the proportions of `mix`, deterministic.
+fn markdown(mix: &MarkdownMix, bytes: usize) -> String {
+    let mut rng = Rng(mix.seed);
+    let mut s = String::with_capacity(bytes + (4 << 10));
+    while s.len() < bytes {
+        markdown_block(&mut rng, mix, &mut s);
+    }
+    s
+}
+
 /// Generates the inputs that are missing.
 fn ensure_inputs(inputs: &Path) -> Result<(), String> {
     std::fs::create_dir_all(inputs)
@@ -452,6 +615,16 @@ fn ensure_inputs(inputs: &Path) -> Result<(), String> {
             inputs.join("corpus").display()
         );
         write_corpus(inputs)?;
+    }
+    for (name, mix) in [
+        ("train.md", &MARKDOWN_TRAIN),
+        ("measure.md", &MARKDOWN_MEASURE),
+    ] {
+        let file = inputs.join(name);
+        if !file.exists() {
+            eprintln!("inputs: generating {}…", file.display());
+            try_write_atomic(&file, markdown(mix, MARKDOWN_BYTES).as_bytes())?;
+        }
     }
     Ok(())
 }
@@ -498,6 +671,16 @@ fn scripts(spec: &Spec, inputs: &Path, tmp: &Path) -> (String, String) {
                 script(&lines(&RG_MEASURE, false)),
             )
         }
+        "pulldown-cmark" => {
+            // -T: GitHub-style tables, which the binary leaves off by default.
+            let train = path_word(&inputs.join("train.md"));
+            let run = format!("\"$1\" -T < {train} > /dev/null");
+            let measure = checksum_of(
+                &format!("\"$1\" -T < {}", path_word(&inputs.join("measure.md"))),
+                "the HTML",
+            );
+            (script(&[run.clone(), run]), script(&measure))
+        }
         _ => {
             let t = path_word(&tmp.join("t.bz2"));
             let m = path_word(&tmp.join("m.bz2"));
@@ -506,18 +689,25 @@ fn scripts(spec: &Spec, inputs: &Path, tmp: &Path) -> (String, String) {
                 format!("\"$1\" -c {data} > {t}"),
                 format!("\"$1\" -dc {t} > /dev/null"),
             ];
-            let measure = [
-                format!("\"$1\" -c {corpus} > {m}"),
-                "# The checksum of the decompressed output, failing when bzip2 fails (dash has \
-                 no pipefail)."
-                    .to_string(),
-                "exec 4>&1".to_string(),
-                format!("status=$( {{ {{ \"$1\" -dc {m}; echo $? >&3; }} | cksum >&4; }} 3>&1 )"),
-                "test \"$status\" = 0".to_string(),
-            ];
+            let mut measure = vec![format!("\"$1\" -c {corpus} > {m}")];
+            measure.extend(checksum_of(
+                &format!("\"$1\" -dc {m}"),
+                "the decompressed output",
+            ));
             (script(&train), script(&measure))
         }
     }
+}
+
+/// Script lines printing the checksum of what `run` (a shell command running `$1`) prints,
+/// and failing when `run` fails (dash has no pipefail).
+fn checksum_of(run: &str, what: &str) -> Vec<String> {
+    vec![
+        format!("# The checksum of {what}, failing when the program fails (dash has no pipefail)."),
+        "exec 4>&1".to_string(),
+        format!("status=$( {{ {{ {run}; echo $? >&3; }} | cksum >&4; }} 3>&1 )"),
+        "test \"$status\" = 0".to_string(),
+    ]
 }
 
 // ---------------------------------------------------------------------------------- sources
@@ -1385,5 +1575,80 @@ fn main() {
     {
         eprintln!("nothing could be measured");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How many lines of `doc` start with `prefix`.
+    fn lines_starting(doc: &str, prefix: &str) -> usize {
+        doc.lines().filter(|l| l.starts_with(prefix)).count()
+    }
+
+    #[test]
+    fn markdown_documents_are_deterministic_and_mix_differently() {
+        let train = markdown(&MARKDOWN_TRAIN, 400_000);
+        let measure = markdown(&MARKDOWN_MEASURE, 400_000);
+        assert_eq!(train, markdown(&MARKDOWN_TRAIN, 400_000));
+        assert!(train.len() >= 400_000 && measure.len() >= 400_000);
+        assert_ne!(train[..1000], measure[..1000]);
+        // Every fence is closed, every table has its delimiter row.
+        for doc in [&train, &measure] {
+            assert_eq!(lines_starting(doc, "```") % 2, 0);
+            assert!(lines_starting(doc, "|---") + lines_starting(doc, "|:--") > 0);
+        }
+        // Training: more code blocks and list items; measured: more tables, quotes, emphasis
+        // and links.
+        let more = |prefix: &str| lines_starting(&train, prefix) > lines_starting(&measure, prefix);
+        assert!(more("```rust") && more("- "));
+        let fewer =
+            |prefix: &str| lines_starting(&train, prefix) < lines_starting(&measure, prefix);
+        assert!(fewer("| ") && fewer("> "));
+        let per_kb = |doc: &str, needle: &str| doc.matches(needle).count() * 1000 / doc.len();
+        assert!(per_kb(&train, "](https://") < per_kb(&measure, "](https://"));
+        assert!(per_kb(&train, " *") < per_kb(&measure, " *"));
+    }
+
+    #[test]
+    fn pulldown_cmark_scripts_enable_tables_and_fail_when_the_program_fails() {
+        let dir = std::env::temp_dir().join(format!("real-bench-test-{}", std::process::id()));
+        fresh_dir(&dir).unwrap();
+        std::fs::write(dir.join("measure.md"), "# a\n").unwrap();
+        let spec = PROGRAMS
+            .iter()
+            .find(|s| s.name == "pulldown-cmark")
+            .unwrap();
+        let (train, measure) = scripts(spec, &dir, &dir);
+        let train_md = path_word(&dir.join("train.md"));
+        assert_eq!(
+            train
+                .matches(&format!("\"$1\" -T < {train_md} > /dev/null"))
+                .count(),
+            2,
+            "{train}"
+        );
+        let measure_sh = dir.join("measure.sh");
+        std::fs::write(&measure_sh, &measure).unwrap();
+        let run = |bin: &str| {
+            Command::new("sh")
+                .arg(&measure_sh)
+                .arg(bin)
+                .stderr(Stdio::null())
+                .output()
+                .unwrap()
+        };
+        // `cat -T` shows tabs as ^I: the checksum is of what the program printed.
+        let cat = run("cat");
+        assert!(cat.status.success());
+        let cksum = Command::new("sh")
+            .arg("-c")
+            .arg("printf '# a\\n' | cksum")
+            .output()
+            .unwrap();
+        assert_eq!(cat.stdout, cksum.stdout);
+        assert!(!run("false").status.success());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
