@@ -1,6 +1,7 @@
 //! Shared pieces of pgo's benchmarks: timing a child process (wall time and peak RSS),
 //! medians, and argument lookup; for the build benchmarks (`speedup-bench`, `real-bench`),
-//! running logged build steps, progress lines, the report's ratios, and atomic output files.
+//! running logged build steps, progress lines, the report's ratios, atomic output files, and
+//! deterministic counts under cachegrind (running it, reading its summaries, their tables).
 //! Each benchmark binary runs the anchor tool in the same run.
 
 use std::path::{Path, PathBuf};
@@ -264,5 +265,579 @@ pub fn pgo_share_paragraph(shares: Option<(f64, f64, f64)>, count: usize, what: 
         None => "pgo's share of instrumentation PGO's gain: not computable (instr gained under \
                  1% or was not measured).\n"
             .to_string(),
+    }
+}
+
+/// The geometric mean of `ratio` over the `items` that have it, and how many do.
+pub fn geomean_over<T>(items: &[T], ratio: impl Fn(&T) -> Option<f64>) -> Option<(f64, usize)> {
+    let xs: Vec<f64> = items.iter().filter_map(ratio).collect();
+    (!xs.is_empty()).then(|| (geomean(&xs), xs.len()))
+}
+
+// ------------------------------------------------------------------------- cachegrind counts
+
+/// The variants counted under cachegrind: a run under valgrind takes 20–40 times as long as the
+/// program alone, so only the baseline, pgo's flags, the anchor and pgo.
+pub const COUNTED: [&str; 4] = ["plain", "control", "instr", "pgo"];
+
+/// valgrind's options for a count: instructions executed and branch mispredicts, without the
+/// (slower) cache simulation.
+pub const CACHEGRIND: [&str; 3] = ["--tool=cachegrind", "--cache-sim=no", "--branch-sim=yes"];
+
+/// Instructions executed and branch mispredicts (of cachegrind's simple predictor model) of one
+/// run under cachegrind, summed over the processes valgrind reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counts {
+    pub instructions: u64,
+    pub mispredicts: u64,
+    /// How many processes' summaries were summed: one, unless valgrind traced children.
+    pub processes: usize,
+}
+
+/// Why the counts cannot be taken, when valgrind does not run.
+pub fn valgrind_missing() -> Option<String> {
+    match Command::new("valgrind")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => None,
+        Ok(s) => Some(format!("`valgrind --version` failed ({s})")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(
+            "valgrind is not on PATH (install it, e.g. `apt-get install valgrind`, or pass \
+             --no-counts)"
+                .into(),
+        ),
+        Err(e) => Some(format!("cannot run valgrind: {e}")),
+    }
+}
+
+/// [`Counts`] from cachegrind's summaries on stderr, e.g.
+/// `==4316== I   refs:      11,531,596,001` and
+/// `==4316== Mispredicts:      213,167,974  ( 16,710,824 cond + 196,457,150 ind)`.
+/// Only valgrind's own lines (prefixed `==PID==`) are read, since the program's stderr is mixed
+/// in; the key's inner spaces are not significant and thousands separators are dropped.
+///
+/// Under `--trace-children=yes` every process prints its own summary, and those of processes
+/// running at the same time interleave: each `Mispredicts:` line belongs to the last `I refs:`
+/// line of its PID, and all summaries are summed. A process that calls exec prints none for
+/// the image it leaves (the new image's valgrind starts over under the same PID), so nothing
+/// is counted twice.
+pub fn parse_cachegrind(stderr: &str) -> Result<Counts, String> {
+    // (pid, instructions, mispredicts) of each summary, in order.
+    let mut summaries: Vec<(&str, u64, Option<u64>)> = Vec::new();
+    for line in stderr.lines() {
+        let Some((pid, rest)) = line
+            .strip_prefix("==")
+            .and_then(|l| l.split_once("=="))
+            .filter(|(pid, _)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Some((key, value)) = rest.split_once(':') else {
+            continue;
+        };
+        let key = key.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !matches!(key.as_str(), "I refs" | "Mispredicts" | "Mispred") {
+            continue;
+        }
+        let number: String = value
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(|&c| c != ',')
+            .collect();
+        let n = number
+            .parse::<u64>()
+            .map_err(|_| format!("cannot read the count of {line:?}"))?;
+        if key == "I refs" {
+            summaries.push((pid, n, None));
+        } else {
+            match summaries.iter_mut().rev().find(|s| s.0 == pid) {
+                Some(s) if s.2.is_none() => s.2 = Some(n),
+                _ => {
+                    return Err(format!(
+                        "process {pid}'s `{key}:` line follows no `I refs:` line of its own"
+                    ));
+                }
+            }
+        }
+    }
+    if summaries.is_empty() {
+        return Err("no `I refs:` line in valgrind's output".into());
+    }
+    let mut counts = Counts {
+        instructions: 0,
+        mispredicts: 0,
+        processes: summaries.len(),
+    };
+    for (pid, instructions, mispredicts) in summaries {
+        let Some(m) = mispredicts else {
+            return Err(format!(
+                "no `Mispredicts:` line in valgrind's output for process {pid} (--branch-sim=yes)"
+            ));
+        };
+        counts.instructions += instructions;
+        counts.mispredicts += m;
+    }
+    Ok(counts)
+}
+
+/// Counts `variant`: one run of `valgrind` [`CACHEGRIND`] `--cachegrind-out-file=OUT_FILE
+/// ARGS...` (`ARGS`: more options of valgrind's, then the command), its stdout and stderr
+/// written to `log`, and a line on stderr saying the counts or the error (`what` names the run
+/// in it).
+pub fn cachegrind(
+    variant: &str,
+    args: &[std::ffi::OsString],
+    out_file: &Path,
+    log: &Path,
+    what: &str,
+) -> Result<Counts, String> {
+    let start = Instant::now();
+    let counts = cachegrind_run(args, out_file, log, what);
+    eprintln!(
+        "{}",
+        counted_line(variant, &counts, start.elapsed().as_secs_f64())
+    );
+    counts
+}
+
+fn cachegrind_run(
+    args: &[std::ffi::OsString],
+    out_file: &Path,
+    log: &Path,
+    what: &str,
+) -> Result<Counts, String> {
+    let mut out_option = std::ffi::OsString::from("--cachegrind-out-file=");
+    out_option.push(out_file);
+    let out = command("valgrind")
+        .args(CACHEGRIND)
+        .arg(out_option)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run valgrind: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::write(
+        log,
+        format!("{}{stderr}", String::from_utf8_lossy(&out.stdout)),
+    );
+    if !out.status.success() {
+        // valgrind exits with the program's status; the last line not of its summary (the
+        // program's or valgrind's own complaint) says why.
+        let why = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty() && !l.starts_with("==") && !l.starts_with("--"))
+            .map(|l| format!(": {}", l.trim()))
+            .unwrap_or_default();
+        return Err(format!(
+            "valgrind … {what} failed ({}){why}; log {}",
+            out.status,
+            log.display()
+        ));
+    }
+    parse_cachegrind(&stderr).map_err(|e| format!("{e}; log {}", log.display()))
+}
+
+/// Why the counts are not taken, when so: `--no-counts` among `args`, or valgrind missing (said
+/// on stderr).
+pub fn counts_off(args: &[String]) -> Option<String> {
+    if args.iter().any(|a| a == "--no-counts") {
+        return Some("--no-counts".to_string());
+    }
+    let missing = valgrind_missing();
+    if let Some(why) = &missing {
+        eprintln!("deterministic counts (cachegrind) skipped: {why}");
+    }
+    missing
+}
+
+/// The progress line of one variant's count: `  pgo: 1,234 instructions, 56 mispredicts (40 s)`
+/// (and how many processes were summed, when more than one), or why it failed.
+fn counted_line(variant: &str, counts: &Result<Counts, String>, seconds: f64) -> String {
+    match counts {
+        Ok(c) => format!(
+            "  {variant}: {} instructions, {} mispredicts{} ({seconds:.0} s)",
+            thousands(c.instructions),
+            thousands(c.mispredicts),
+            if c.processes > 1 {
+                format!(" in {} processes", c.processes)
+            } else {
+                String::new()
+            }
+        ),
+        Err(e) => format!("  {variant}: cachegrind FAILED: {e}"),
+    }
+}
+
+/// A variant's counts as JSON fields: `instructions`, `mispredicts`, `processes_counted` and
+/// `counts_error`, null when not counted.
+pub fn counts_fields(
+    counts: Option<&Result<Counts, String>>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let ok = counts.and_then(|c| c.as_ref().ok());
+    let fields = serde_json::json!({
+        "instructions": ok.map(|c| c.instructions),
+        "mispredicts": ok.map(|c| c.mispredicts),
+        "processes_counted": ok.map(|c| c.processes),
+        "counts_error": counts.and_then(|c| c.as_ref().err()),
+    });
+    match fields {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!("an object"),
+    }
+}
+
+/// `11,531,596,001`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A variant's counts in a report: its name, and its counts or why they could not be taken.
+pub type Counted<'a> = (&'a str, &'a Result<Counts, String>);
+
+/// The counted ones of `variants` (name, counts when counted).
+pub fn counted<'a>(
+    variants: impl IntoIterator<Item = (&'a str, Option<&'a Result<Counts, String>>)>,
+) -> Vec<Counted<'a>> {
+    variants
+        .into_iter()
+        .filter_map(|(name, c)| Some((name, c?)))
+        .collect()
+}
+
+/// plain/variant of `count` (instructions or mispredicts) among one fixture's or program's
+/// `counted` variants.
+pub fn count_ratio(counted: &[Counted], name: &str, count: fn(&Counts) -> u64) -> Option<f64> {
+    let of = |name| {
+        let (_, c) = counted.iter().find(|(n, _)| *n == name)?;
+        c.as_ref().ok().map(count)
+    };
+    let (p, v) = (of("plain")?, of(name)?);
+    (v > 0).then(|| p as f64 / v as f64)
+}
+
+fn instructions(c: &Counts) -> u64 {
+    c.instructions
+}
+
+fn mispredicts(c: &Counts) -> u64 {
+    c.mispredicts
+}
+
+/// How a report names the run that was counted and what its counts are summarized over.
+pub struct CountsOf<'a> {
+    /// The counted run, e.g. "`measure 1`".
+    pub run: &'a str,
+    /// The summary's column and JSON key: "fixtures", "programs".
+    pub column: &'a str,
+    /// What the summary is over, in a sentence: "Rust fixtures", "programs".
+    pub over: &'a str,
+}
+
+/// The table of one fixture's or program's counted variants, ratios against plain's, with the
+/// share of `anchor`'s instruction reduction; nothing when no variant was counted.
+pub fn counts_table(md: &mut String, of: &CountsOf, anchor: &str, counted: &[Counted]) {
+    use std::fmt::Write as _;
+    if counted.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "Deterministic counts (cachegrind, {}):\n\n| variant | instructions | vs plain \
+         | mispredicts | vs plain | share of {anchor} gain (instructions) |\n\
+         |---|---:|---:|---:|---:|---:|",
+        of.run
+    );
+    let anchor = count_ratio(counted, anchor, instructions);
+    for &(name, result) in counted {
+        match result {
+            Ok(c) => {
+                let ratio_i = count_ratio(counted, name, instructions);
+                let sh = share(ratio_i, anchor);
+                let _ = writeln!(
+                    md,
+                    "| {name} | {} | {} | {} | {} | {} |",
+                    thousands(c.instructions),
+                    ratio(ratio_i),
+                    thousands(c.mispredicts),
+                    ratio(count_ratio(counted, name, mispredicts)),
+                    sh.map(|s| format!("{s:.0}%")).unwrap_or_default()
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(md, "| {name} | failed: {} | | | | |", short(e));
+            }
+        }
+    }
+    md.push('\n');
+}
+
+/// The summary of the counts of several fixtures or programs (`each`: one's counted variants):
+/// geometric means of plain/variant instructions and pgo's share of instr's reduction. Returns
+/// them as JSON.
+pub fn counts_summary(md: &mut String, of: &CountsOf, each: &[Vec<Counted>]) -> serde_json::Value {
+    use std::fmt::Write as _;
+    let (run, column, over) = (of.run, of.column, of.over);
+    let _ = writeln!(
+        md,
+        "Deterministic counts (cachegrind, {run}): geometric means of plain/variant \
+         instructions executed over the {over} where the variant was counted (counts, not \
+         time).\n\n| variant | {column} | geomean instructions vs plain | share of instr gain \
+         (instructions) |\n|---|---:|---:|---:|"
+    );
+    let geo = |name: &str| geomean_over(each, |c| count_ratio(c, name, instructions));
+    let instr = geo("instr").map(|(g, _)| g);
+    let mut rows = Vec::new();
+    for name in COUNTED {
+        let Some((g, n)) = geo(name) else {
+            let _ = writeln!(md, "| {name} | 0 | | |");
+            continue;
+        };
+        let sh = share(Some(g), instr);
+        let _ = writeln!(
+            md,
+            "| {name} | {n} | {g:.3}x | {} |",
+            sh.map(|s| format!("{s:.0}%")).unwrap_or_default()
+        );
+        rows.push(serde_json::json!({
+            "variant": name,
+            column: n,
+            "geomean_instructions_vs_plain": g,
+            "share_of_instr_gain_percent": sh,
+        }));
+    }
+    let both: Vec<(f64, f64)> = each
+        .iter()
+        .filter_map(|c| {
+            Some((
+                count_ratio(c, "instr", instructions)?,
+                count_ratio(c, "pgo", instructions)?,
+            ))
+        })
+        .collect();
+    let shares = pgo_share(&both);
+    let _ = match shares {
+        Some((s, gi, gp)) => writeln!(
+            md,
+            "\nBy instructions executed, pgo's share of instr's gain is {s:.0}% (geomean \
+             plain/variant {gp:.3}x against {gi:.3}x over the {} {over} where both were \
+             counted).\n",
+            both.len()
+        ),
+        None => writeln!(
+            md,
+            "\npgo's share of instr's gain by instructions executed: not computable (instr \
+             executed less than 1% fewer instructions than plain, or was not counted).\n"
+        ),
+    };
+    serde_json::json!({"geomeans": rows, "pgo_share_of_instr_gain_percent": shares.map(|s| s.0)})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(instructions: u64, mispredicts: u64) -> Counts {
+        Counts {
+            instructions,
+            mispredicts,
+            processes: 1,
+        }
+    }
+
+    /// valgrind-3.19.0's stderr of `suite-interp measure 1` (plain build) under
+    /// `--tool=cachegrind --cache-sim=no --branch-sim=yes`, as captured on the dev machine.
+    const INTERP: &str = "\
+==4316== Cachegrind, a cache and branch-prediction profiler
+==4316== Copyright (C) 2002-2017, and GNU GPL'd, by Nicholas Nethercote et al.
+==4316== Using Valgrind-3.19.0 and LibVEX; rerun with -h for copyright info
+==4316== Command: /work/main/target/bench-builds/interp/plain/release/suite-interp measure 1
+==4316== 
+--4316-- warning: L3 cache found, using its data for the LL simulation.
+==4316== 
+==4316== I   refs:      11,531,596,001
+==4316== 
+==4316== Branches:       1,459,608,246  (818,267,537 cond + 641,340,709 ind)
+==4316== Mispredicts:      213,167,974  ( 16,710,824 cond + 196,457,150 ind)
+==4316== Mispred rate:            14.6% (        2.0%     +        30.6%   )
+";
+
+    #[test]
+    fn cachegrind_summary_is_parsed() {
+        assert_eq!(
+            parse_cachegrind(INTERP),
+            Ok(one(11_531_596_001, 213_167_974))
+        );
+        // suite-graph's, other widths; with the program's own stderr mixed in, which must not
+        // be read even when it looks like a summary line.
+        let graph = "\
+I refs: 1
+==4724== I   refs:      3,137,916,885
+==4724== 
+warning: Mispredicts: 99
+==4724== Branches:        634,676,290  (634,675,080 cond + 1,210 ind)
+==4724== Mispredicts:      47,880,391  ( 47,879,989 cond +   402 ind)
+==4724== Mispred rate:            7.5% (        7.5%     +  33.2%   )
+";
+        assert_eq!(parse_cachegrind(graph), Ok(one(3_137_916_885, 47_880_391)));
+    }
+
+    #[test]
+    fn cachegrind_summary_without_branch_simulation_is_an_error() {
+        let no_branches: String = INTERP
+            .lines()
+            .filter(|l| !l.contains("Mispred"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(
+            parse_cachegrind(&no_branches)
+                .unwrap_err()
+                .contains("Mispredicts")
+        );
+        assert!(parse_cachegrind("").unwrap_err().contains("I refs"));
+        assert!(parse_cachegrind("==1== I   refs:      12x\n").is_err());
+    }
+
+    /// valgrind-3.19.0's stderr of real-bench's pulldown-cmark `measure.sh` (plain build) under
+    /// `--tool=cachegrind --cache-sim=no --branch-sim=yes --trace-children=yes
+    /// --cachegrind-out-file=/dev/null sh measure.sh BIN`, as captured on the dev machine: the
+    /// shell (29687), the command substitution's subshell (29688), the pipeline's left side
+    /// (29689), cksum (29690) and pulldown-cmark (29691).
+    const PULLDOWN_CMARK: &str = "\
+==29687== Cachegrind, a cache and branch-prediction profiler
+==29687== Copyright (C) 2002-2017, and GNU GPL'd, by Nicholas Nethercote et al.
+==29687== Using Valgrind-3.19.0 and LibVEX; rerun with -h for copyright info
+==29687== Command: sh measure.sh plain/target/release/pulldown-cmark
+==29687== 
+--29687-- warning: L3 cache found, using its data for the LL simulation.
+==29690== Cachegrind, a cache and branch-prediction profiler
+==29690== Copyright (C) 2002-2017, and GNU GPL'd, by Nicholas Nethercote et al.
+==29690== Using Valgrind-3.19.0 and LibVEX; rerun with -h for copyright info
+==29690== Command: /usr/bin/cksum
+==29690== 
+--29690-- warning: L3 cache found, using its data for the LL simulation.
+==29691== Cachegrind, a cache and branch-prediction profiler
+==29691== Copyright (C) 2002-2017, and GNU GPL'd, by Nicholas Nethercote et al.
+==29691== Using Valgrind-3.19.0 and LibVEX; rerun with -h for copyright info
+==29691== Command: plain/target/release/pulldown-cmark -T
+==29691== 
+--29691-- warning: L3 cache found, using its data for the LL simulation.
+==29691== 
+==29691== I   refs:      1,807,677,319
+==29691== 
+==29691== Branches:        327,984,019  (303,433,092 cond + 24,550,927 ind)
+==29691== Mispredicts:      19,289,089  ( 10,517,799 cond +  8,771,290 ind)
+==29691== Mispred rate:            5.9% (        3.5%     +       35.7%   )
+==29689== 
+==29689== I   refs:      262,232
+==29689== 
+==29689== Branches:       46,837  (45,375 cond + 1,462 ind)
+==29689== Mispredicts:     5,798  ( 5,442 cond +   356 ind)
+==29689== Mispred rate:     12.4% (  12.0%     +  24.4%   )
+==29690== 
+==29690== I   refs:      14,511,976
+==29690== 
+==29690== Branches:         626,302  (619,663 cond + 6,639 ind)
+==29690== Mispredicts:        8,634  (  8,304 cond +   330 ind)
+==29690== Mispred rate:         1.4% (    1.3%     +   5.0%   )
+==29688== 
+==29688== I   refs:      254,630
+==29688== 
+==29688== Branches:       45,588  (44,182 cond + 1,406 ind)
+==29688== Mispredicts:     5,514  ( 5,183 cond +   331 ind)
+==29688== Mispred rate:     12.1% (  11.7%     +  23.5%   )
+==29687== 
+==29687== I   refs:      260,712
+==29687== 
+==29687== Branches:       46,340  (44,861 cond + 1,479 ind)
+==29687== Mispredicts:     5,626  ( 5,280 cond +   346 ind)
+==29687== Mispred rate:     12.1% (  11.8%     +  23.4%   )
+";
+
+    #[test]
+    fn cachegrind_summaries_of_traced_children_are_summed() {
+        // 1,807,677,319 + 262,232 + 14,511,976 + 254,630 + 260,712 instructions;
+        // 19,289,089 + 5,798 + 8,634 + 5,514 + 5,626 mispredicts.
+        assert_eq!(
+            parse_cachegrind(PULLDOWN_CMARK),
+            Ok(Counts {
+                instructions: 1_822_966_869,
+                mispredicts: 19_314_661,
+                processes: 5,
+            })
+        );
+    }
+
+    #[test]
+    fn interleaved_summaries_pair_by_pid() {
+        // Two processes' summaries interleaved: each `Mispredicts:` line goes with its own
+        // PID's `I refs:` line.
+        let text = "\
+==7== I   refs:      100
+==8== I   refs:      20
+==7== Mispredicts:     3  ( 2 cond + 1 ind)
+==8== Mispredicts:     1  ( 1 cond + 0 ind)
+";
+        assert_eq!(
+            parse_cachegrind(text),
+            Ok(Counts {
+                instructions: 120,
+                mispredicts: 4,
+                processes: 2,
+            })
+        );
+        let orphan = "==7== I   refs:      100\n==8== Mispredicts:     1\n";
+        assert!(parse_cachegrind(orphan).unwrap_err().contains("process 8"));
+        let missing = "==7== I   refs:      100\n==8== I   refs:      20\n==7== Mispredicts: 3\n";
+        let e = parse_cachegrind(missing).unwrap_err();
+        assert!(e.contains("Mispredicts") && e.contains("process 8"), "{e}");
+    }
+
+    #[test]
+    fn counts_as_json_fields_and_progress_lines() {
+        let c = Ok(Counts {
+            instructions: 1_822_966_869,
+            mispredicts: 19_314_661,
+            processes: 5,
+        });
+        let fields = counts_fields(Some(&c));
+        assert_eq!(fields["instructions"], 1_822_966_869u64);
+        assert_eq!(fields["processes_counted"], 5);
+        assert_eq!(fields["counts_error"], serde_json::Value::Null);
+        assert_eq!(counts_fields(None)["instructions"], serde_json::Value::Null);
+        let failed: Result<Counts, String> = Err("valgrind … failed".into());
+        assert_eq!(
+            counts_fields(Some(&failed))["counts_error"],
+            "valgrind … failed"
+        );
+        assert_eq!(
+            counted_line("plain", &c, 10.4),
+            "  plain: 1,822,966,869 instructions, 19,314,661 mispredicts in 5 processes (10 s)"
+        );
+        assert_eq!(
+            counted_line("pgo", &failed, 1.0),
+            "  pgo: cachegrind FAILED: valgrind … failed"
+        );
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(11_531_596_001), "11,531,596,001");
     }
 }

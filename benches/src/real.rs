@@ -35,6 +35,19 @@
 //! medians, the speedup over `plain` and over `control`, the share of `instr`'s gain, and the
 //! geometric means over the programs; the JSON keeps every run's time and each build's time.
 //!
+//! Last, unless `--no-counts` is given (or valgrind is not on PATH), counts that do not move
+//! between runs as times on a noisy machine do: each variant's `measure.sh` runs once more as
+//! `valgrind --tool=cachegrind --cache-sim=no --branch-sim=yes --trace-children=yes sh
+//! measure.sh BIN`, and the instructions executed (`I refs`) and branch mispredicts (of
+//! cachegrind's simple predictor model) of every process valgrind reports are summed: the
+//! program's, and the shell's and `cksum`'s, which are the same for every variant (for
+//! pulldown-cmark 15 M of 1.8 G instructions), so the ratios slightly understate the program's
+//! own change. The report has them per program (plain/variant, and pgo's share of instr's
+//! instruction reduction) and their geometric means over the programs, the JSON too;
+//! `WORK/<program>/<variant>/cachegrind/` keeps valgrind's log and an output file per process
+//! (for `cg_annotate`). A run under cachegrind takes about 12 times as long as without it for
+//! pulldown-cmark (11 s a variant), and 20–40 times for the fixtures of `speedup-bench`.
+//!
 //! What it is for: checking that pgo's gains on our own fixtures (`speedup-bench`) hold on code
 //! we did not write, built the way its authors build it, against the established anchor in the
 //! same run. What it is not for: comparing the programs with other tools or with each other,
@@ -60,8 +73,9 @@
 //! target/release/real-bench target/release/pgo --reps 5 --program pulldown-cmark
 //! ```
 //!
-//! Usage: real-bench PGO [--reps N] [--program NAME]... [--json F] [--markdown F] [--work DIR]
-//! (7 rounds; every program; work directory `target/bench/real` of this workspace by default).
+//! Usage: real-bench PGO [--reps N] [--program NAME]... [--no-counts] [--json F] [--markdown F]
+//! [--work DIR] (7 rounds; every program; counts taken; work directory `target/bench/real` of
+//! this workspace by default).
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -70,13 +84,15 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use pgo_benches::{
-    Progress, Rng, arg, exists, fastest, fresh_dir, geomean, load_average, median, pgo_share,
-    pgo_share_paragraph, ratio, run_timed, share, spread, try_time, try_write_atomic, write_atomic,
+    Counted, Counts, CountsOf, Progress, Rng, arg, cachegrind, counts_fields, counts_off,
+    counts_summary, counts_table, exists, fastest, fresh_dir, geomean, load_average, median,
+    pgo_share, pgo_share_paragraph, ratio, run_timed, share, spread, try_time, try_write_atomic,
+    write_atomic,
 };
 use serde_json::json;
 
-const USAGE: &str = "usage: real-bench PGO [--reps N] [--program NAME]... [--json F] \
-                     [--markdown F] [--work DIR]\n  programs: jaq, ripgrep, bzip2, \
+const USAGE: &str = "usage: real-bench PGO [--reps N] [--program NAME]... [--no-counts] \
+                     [--json F] [--markdown F] [--work DIR]\n  programs: jaq, ripgrep, bzip2, \
                      pulldown-cmark (default: all)";
 
 #[derive(Clone, Copy, PartialEq)]
@@ -1038,6 +1054,9 @@ struct Variant {
     seconds: Vec<f64>,
     /// Its `measure.sh` printed something else than the reference variant's.
     output_differs: bool,
+    /// Instructions executed and branch mispredicts of one `measure.sh` run under cachegrind
+    /// (every process summed), or why that run failed; `None` when not counted.
+    counts: Option<Result<Counts, String>>,
 }
 
 struct ProgramResult {
@@ -1099,25 +1118,27 @@ impl ProgramResult {
             build_steps,
             seconds: Vec::new(),
             output_differs: false,
+            counts: None,
         });
     }
 }
 
 // ---------------------------------------------------------------------------------- one program
 
-/// Fetches, builds and measures one program. Returns the number of variants whose output
-/// differed from the reference's.
+/// Fetches, builds and measures one program, and counts it under cachegrind when `counts`.
+/// Returns the number of variants whose output differed from the reference's.
 fn run_program(
     spec: &'static Spec,
     pgo: &Path,
     work: &Path,
     reps: usize,
+    counts: bool,
     r: &mut ProgramResult,
 ) -> usize {
     let mut p = Progress {
         fixture: spec.name.to_string(),
         step: 0,
-        total: 6,
+        total: 6 + usize::from(counts),
     };
     p.step(&format!(
         "fetching {} {} (cached in {}), checking its sha256, extracting",
@@ -1186,6 +1207,10 @@ fn run_program(
     p.step("checking that every variant's measure.sh prints the same");
     let differing = check_outputs(&prog, r);
     measure(&prog, r, reps);
+    if counts {
+        p.step("counting each variant's measure.sh under cachegrind");
+        count(&prog, r);
+    }
     differing
 }
 
@@ -1288,7 +1313,54 @@ fn measure(prog: &Program, r: &mut ProgramResult, reps: usize) {
     }
 }
 
+// ---------------------------------------------------------------------------------- counts
+
+/// valgrind's options, after [`pgo_benches::CACHEGRIND`], that make it follow `measure.sh`'s
+/// children.
+const TRACE_CHILDREN: &str = "--trace-children=yes";
+
+/// Runs each built variant's `measure.sh` once more under cachegrind, following its children
+/// (`valgrind … --trace-children=yes sh measure.sh BIN`), the counts of every process summed;
+/// the output files (for `cg_annotate`, one a process) and the log in
+/// `WORK/<program>/<variant>/cachegrind/`. A failure is recorded on the variant, and the others
+/// go on.
+fn count(prog: &Program, r: &mut ProgramResult) {
+    for v in &mut r.variants {
+        let Some(bin) = v.binary.clone() else {
+            continue;
+        };
+        let dir = prog.dir.join(v.name).join("cachegrind");
+        let counts = fresh_dir(&dir).and_then(|()| {
+            cachegrind(
+                v.name,
+                &[
+                    TRACE_CHILDREN.into(),
+                    "sh".into(),
+                    prog.measure.clone().into(),
+                    bin.into(),
+                ],
+                &dir.join("cachegrind.out.%p"),
+                &dir.join("valgrind.log"),
+                "sh measure.sh",
+            )
+        });
+        v.counts = Some(counts);
+    }
+}
+
 // ---------------------------------------------------------------------------------- report
+
+/// How the counts are named in the report.
+const COUNTS_OF: CountsOf = CountsOf {
+    run: "`measure.sh`, every process summed",
+    column: "programs",
+    over: "programs",
+};
+
+/// A program's counted variants.
+fn counted(r: &ProgramResult) -> Vec<Counted<'_>> {
+    pgo_benches::counted(r.variants.iter().map(|v| (v.name, v.counts.as_ref())))
+}
 
 fn report(
     results: &[ProgramResult],
@@ -1296,6 +1368,7 @@ fn report(
     command_line: &str,
     wall: f64,
     load: [Option<f64>; 2],
+    counts_off: Option<&str>,
 ) -> (String, serde_json::Value) {
     let mut md = String::new();
     let mut programs_json = Vec::new();
@@ -1309,6 +1382,23 @@ fn report(
          fastest run (interference only adds time, so the minimum is the estimate it disturbs \
          least).\n"
     );
+    let _ = match counts_off {
+        None => writeln!(
+            md,
+            "Deterministic counts: each variant's `measure.sh` ran once more as `valgrind \
+             --tool=cachegrind --cache-sim=no --branch-sim=yes {TRACE_CHILDREN} sh measure.sh \
+             BIN`, and the instructions executed and branch mispredicts of every process \
+             valgrind reported are summed: the program's, and those of the shell and of \
+             `cksum`, which are the same for every variant (so the ratios slightly understate \
+             the program's own change). They are counts, not time, and the mispredicts are \
+             those of cachegrind's simple branch predictor model, not the CPU's; vs plain = \
+             plain/variant, share as above with instr's instruction ratio.\n"
+        ),
+        Some(why) => writeln!(
+            md,
+            "Deterministic counts (cachegrind): not taken ({why}).\n"
+        ),
+    };
     for r in results {
         let _ = writeln!(md, "## {} {}\n", r.name, r.version);
         if let Some(why) = &r.skipped
@@ -1363,7 +1453,7 @@ fn report(
                 .iter()
                 .map(|(k, s)| (k.to_string(), json!(s)))
                 .collect();
-            rows.push(json!({
+            let mut row = json!({
                 "variant": v.name,
                 "binary": v.binary,
                 "error": v.error,
@@ -1378,7 +1468,11 @@ fn report(
                 "share_of_instr_gain_percent": sh,
                 "speedup_vs_plain_fastest_run": r.best_speedup(v.name),
                 "output_differs": v.output_differs,
-            }));
+            });
+            if let Some(o) = row.as_object_mut() {
+                o.extend(counts_fields(v.counts.as_ref()));
+            }
+            rows.push(row);
         }
         md.push('\n');
         for n in &r.notes {
@@ -1387,6 +1481,7 @@ fn report(
         if !r.notes.is_empty() {
             md.push('\n');
         }
+        counts_table(&mut md, &COUNTS_OF, "instr", &counted(r));
         programs_json.push(json!({
             "program": r.name,
             "version": r.version,
@@ -1448,6 +1543,10 @@ fn report(
         "{}",
         pgo_share_paragraph(shares, both.len(), "programs")
     );
+    let counts = counts_off.is_none().then(|| {
+        let each: Vec<Vec<Counted>> = results.iter().map(counted).collect();
+        counts_summary(&mut md, &COUNTS_OF, &each)
+    });
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let fmt_load = |l: Option<f64>| l.map_or("?".to_string(), |l| format!("{l:.1}"));
     let _ = writeln!(
@@ -1466,6 +1565,8 @@ fn report(
         "programs": programs_json,
         "summary": summary,
         "pgo_share_of_instr_gain_percent": shares.map(|s| s.0),
+        "counts": counts,
+        "counts_skipped": counts_off,
     });
     (md, json)
 }
@@ -1492,6 +1593,7 @@ fn main() {
             "--reps" | "--program" | "--json" | "--markdown" | "--work" if i + 1 < args.len() => {
                 i += 2;
             }
+            "--no-counts" => i += 1,
             _ => {
                 eprintln!("real-bench: unexpected argument {:?}", args[i]);
                 usage();
@@ -1530,6 +1632,7 @@ fn main() {
             std::process::exit(1);
         });
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let counts_off = counts_off(&args);
 
     let start = Instant::now();
     let load_start = load_average();
@@ -1541,7 +1644,7 @@ fn main() {
     let mut differing = 0;
     for spec in specs {
         let mut r = ProgramResult::new(spec);
-        differing += run_program(spec, &pgo, &work, reps, &mut r);
+        differing += run_program(spec, &pgo, &work, reps, counts_off.is_none(), &mut r);
         results.push(r);
     }
     let wall = start.elapsed().as_secs_f64();
@@ -1551,6 +1654,7 @@ fn main() {
         &command_line,
         wall,
         [load_start, load_average()],
+        counts_off.as_deref(),
     );
     print!("{md}");
     if !md_out.is_empty() {
@@ -1650,5 +1754,105 @@ mod tests {
         assert_eq!(cat.stdout, cksum.stdout);
         assert!(!run("false").status.success());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A program whose variants were timed (`seconds`) and counted (instructions, mispredicts).
+    fn program(name: &'static str, variants: [(&'static str, f64, u64, u64); 4]) -> ProgramResult {
+        let spec = PROGRAMS.iter().find(|s| s.name == name).unwrap();
+        let mut r = ProgramResult::new(spec);
+        for (variant, seconds, instructions, mispredicts) in variants {
+            r.push(
+                variant,
+                Ok(Built {
+                    binary: PathBuf::from("/bin/true"),
+                    steps: vec![("build", 1.0)],
+                }),
+            );
+            let v = r.variants.last_mut().unwrap();
+            v.seconds = vec![seconds];
+            v.counts = Some(Ok(Counts {
+                instructions,
+                mispredicts,
+                processes: 5,
+            }));
+        }
+        r
+    }
+
+    #[test]
+    fn counts_are_reported_per_program_and_summarized() {
+        let a = program(
+            "pulldown-cmark",
+            [
+                ("plain", 1.0, 1_000_000, 1_000),
+                ("control", 1.0, 1_000_000, 1_000),
+                ("instr", 1.0, 800_000, 500),
+                ("pgo", 1.0, 900_000, 800),
+            ],
+        );
+        let mut b = program(
+            "bzip2",
+            [
+                ("plain", 1.0, 2_000_000, 100),
+                ("control", 1.0, 2_000_000, 100),
+                ("instr", 1.0, 1_000_000, 100),
+                ("pgo", 1.0, 1_000_000, 100),
+            ],
+        );
+        b.variants[3].counts = Some(Err(
+            "valgrind … sh measure.sh failed (exit status: 1)".into()
+        ));
+        let (md, json) = report(&[a, b], 1, "real-bench pgo", 1.0, [None, None], None);
+        assert!(
+            md.contains("--trace-children=yes sh measure.sh BIN"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Deterministic counts (cachegrind, `measure.sh`, every process summed):"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| instr | 800,000 | 1.250x | 500 | 2.000x | 100% |"),
+            "{md}"
+        );
+        // (1e6/9e5 − 1) / (1e6/8e5 − 1) = 0.111… / 0.25
+        assert!(
+            md.contains("| pgo | 900,000 | 1.111x | 800 | 1.250x | 44% |"),
+            "{md}"
+        );
+        assert!(md.contains("| pgo | failed: valgrind … sh measure.sh failed (exit status: 1) |"));
+        // instr: geomean of 1.25 and 2 = 1.581x over 2 programs; pgo counted in one.
+        assert!(md.contains("| variant | programs | geomean instructions vs plain |"));
+        assert!(md.contains("| instr | 2 | 1.581x | 100% |"), "{md}");
+        assert!(md.contains("| pgo | 1 | 1.111x | 19% |"), "{md}");
+        assert!(md.contains("pgo's share of instr's gain is 44%"), "{md}");
+        assert!(
+            md.contains("over the 1 programs where both were counted"),
+            "{md}"
+        );
+        let pgo = &json["programs"][0]["variants"][3];
+        assert_eq!(pgo["instructions"], 900_000);
+        assert_eq!(pgo["processes_counted"], 5);
+        assert_eq!(
+            json["programs"][1]["variants"][3]["instructions"],
+            serde_json::Value::Null
+        );
+        assert_eq!(json["counts"]["geomeans"][2]["programs"], 2);
+        let share = json["counts"]["pgo_share_of_instr_gain_percent"]
+            .as_f64()
+            .unwrap();
+        assert!((share - 400.0 / 9.0).abs() < 1e-9, "{share}");
+
+        let (md, json) = report(
+            &[],
+            1,
+            "real-bench pgo",
+            1.0,
+            [None, None],
+            Some("--no-counts"),
+        );
+        assert!(md.contains("Deterministic counts (cachegrind): not taken (--no-counts)."));
+        assert_eq!(json["counts"], serde_json::Value::Null);
+        assert_eq!(json["counts_skipped"], "--no-counts");
     }
 }

@@ -76,8 +76,10 @@ use std::time::Instant;
 
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 use pgo_benches::{
-    Progress, arg, command, exists, fastest, fresh_dir, geomean, load_average, median, pgo_share,
-    pgo_share_paragraph, ratio, run, run_timed, share, short, spread, write_atomic,
+    COUNTED, Counted, Counts, CountsOf, Progress, arg, cachegrind, command, counts_fields,
+    counts_off, counts_summary, counts_table, exists, fastest, fresh_dir, geomean_over,
+    load_average, median, pgo_share, pgo_share_paragraph, ratio, run, run_timed, share, short,
+    spread, write_atomic,
 };
 use serde_json::json;
 
@@ -122,12 +124,9 @@ struct Variant {
     /// The same runs' CPU time (user + system), less disturbed by other work on the machine.
     cpu_seconds: Vec<f64>,
     mismatches: usize,
-    /// Instructions executed by one `measure 1` run under cachegrind ([`COUNTED`] only).
-    instructions: Option<u64>,
-    /// Branch mispredicts of the same run, by cachegrind's simple predictor model.
-    mispredicts: Option<u64>,
-    /// Why the cachegrind run failed, when it did.
-    counts_error: Option<String>,
+    /// Instructions executed and branch mispredicts of one `measure 1` run under cachegrind, or
+    /// why that run failed; `None` when not counted ([`COUNTED`] only).
+    counts: Option<Result<Counts, String>>,
 }
 
 struct Collection {
@@ -180,13 +179,6 @@ impl FixtureResult {
     fn cpu_speedup(&self, name: &str) -> Option<f64> {
         let cpu = |name| self.stat(name, |v| &v.cpu_seconds, median_of);
         Some(cpu("plain")? / cpu(name)?)
-    }
-
-    /// plain / variant of a cachegrind count (`instructions` or `mispredicts`).
-    fn count_ratio(&self, name: &str, count: fn(&Variant) -> Option<u64>) -> Option<f64> {
-        let of = |name| count(self.variants.iter().find(|v| v.name == name)?);
-        let (p, v) = (of("plain")?, of(name)?);
-        (v > 0).then(|| p as f64 / v as f64)
     }
 }
 
@@ -606,9 +598,7 @@ fn variant(name: &'static str, result: Result<PathBuf, String>) -> Variant {
         seconds: Vec::new(),
         cpu_seconds: Vec::new(),
         mismatches: 0,
-        instructions: None,
-        mispredicts: None,
-        counts_error: None,
+        counts: None,
     }
 }
 
@@ -937,117 +927,6 @@ fn measure(r: &mut FixtureResult, reps: usize) -> usize {
 
 // ---------------------------------------------------------------------------------- counts
 
-/// The variants counted under cachegrind: one run costs 15–75 s per variant (valgrind runs the
-/// program 20–40 times slower), so only the baseline, pgo's flags, the anchor and pgo.
-const COUNTED: [&str; 4] = ["plain", "control", "instr", "pgo"];
-
-/// valgrind's options for a count: instructions executed and branch mispredicts, without the
-/// (slower) cache simulation.
-const CACHEGRIND: [&str; 3] = ["--tool=cachegrind", "--cache-sim=no", "--branch-sim=yes"];
-
-/// Why the counts cannot be taken, when valgrind does not run.
-fn valgrind_missing() -> Option<String> {
-    match Command::new("valgrind")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => None,
-        Ok(s) => Some(format!("`valgrind --version` failed ({s})")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(
-            "valgrind is not on PATH (install it, e.g. `apt-get install valgrind`, or pass \
-             --no-counts)"
-                .into(),
-        ),
-        Err(e) => Some(format!("cannot run valgrind: {e}")),
-    }
-}
-
-/// Instructions executed and branch mispredicts from cachegrind's summary on stderr, e.g.
-/// `==4316== I   refs:      11,531,596,001` and
-/// `==4316== Mispredicts:      213,167,974  ( 16,710,824 cond + 196,457,150 ind)`.
-/// Only valgrind's own lines (prefixed `==PID==`) are read, since the program's stderr is mixed
-/// in; the key's inner spaces are not significant, thousands separators are dropped, and the
-/// last line of a key wins.
-fn parse_cachegrind(stderr: &str) -> Result<(u64, u64), String> {
-    let (mut instructions, mut mispredicts) = (None, None);
-    for line in stderr.lines() {
-        let Some(rest) = line
-            .strip_prefix("==")
-            .and_then(|l| l.split_once("=="))
-            .filter(|(pid, _)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-            .map(|(_, rest)| rest)
-        else {
-            continue;
-        };
-        let Some((key, value)) = rest.split_once(':') else {
-            continue;
-        };
-        let key = key.split_whitespace().collect::<Vec<_>>().join(" ");
-        let slot = match key.as_str() {
-            "I refs" => &mut instructions,
-            "Mispredicts" | "Mispred" => &mut mispredicts,
-            _ => continue,
-        };
-        let number: String = value
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .filter(|&c| c != ',')
-            .collect();
-        *slot = Some(
-            number
-                .parse::<u64>()
-                .map_err(|_| format!("cannot read the count of {line:?}"))?,
-        );
-    }
-    match (instructions, mispredicts) {
-        (Some(i), Some(m)) => Ok((i, m)),
-        (None, _) => Err("no `I refs:` line in valgrind's output".into()),
-        (_, None) => Err("no `Mispredicts:` line in valgrind's output (--branch-sim=yes)".into()),
-    }
-}
-
-/// One `BIN measure 1` run under cachegrind, its output file and log in `dir` as
-/// `NAME.cachegrind.out` (for `cg_annotate`) and `NAME.log`.
-fn cachegrind(bin: &Path, dir: &Path, name: &str) -> Result<(u64, u64), String> {
-    let log = dir.join(format!("{name}.log"));
-    let out = command("valgrind")
-        .args(CACHEGRIND)
-        .arg(format!(
-            "--cachegrind-out-file={}",
-            dir.join(format!("{name}.cachegrind.out")).display()
-        ))
-        .arg(bin)
-        .args(["measure", "1"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run valgrind: {e}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let _ = std::fs::write(
-        &log,
-        format!("{}{stderr}", String::from_utf8_lossy(&out.stdout)),
-    );
-    if !out.status.success() {
-        // valgrind exits with the program's status; the last line not of its summary (the
-        // program's or valgrind's own complaint) says why.
-        let why = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty() && !l.starts_with("==") && !l.starts_with("--"))
-            .map(|l| format!(": {}", l.trim()))
-            .unwrap_or_default();
-        return Err(format!(
-            "valgrind … measure 1 failed ({}){why}; log {}",
-            out.status,
-            log.display()
-        ));
-    }
-    parse_cachegrind(&stderr).map_err(|e| format!("{e}; log {}", log.display()))
-}
-
 /// Counts each built variant of [`COUNTED`] once under cachegrind (not Go's: valgrind and the
 /// Go runtime do not mix well). A failure is recorded on the variant, and the others go on.
 fn count(fx: &Fixture, r: &mut FixtureResult) {
@@ -1075,154 +954,33 @@ fn count(fx: &Fixture, r: &mut FixtureResult) {
     for i in todo {
         let v = &mut r.variants[i];
         p.step(&format!("cachegrind of {}", v.name));
-        let start = Instant::now();
         let bin = v.binary.clone().expect("filtered on a binary");
-        match ready.clone().and_then(|()| cachegrind(&bin, &dir, v.name)) {
-            Ok((instructions, mispredicts)) => {
-                eprintln!(
-                    "  {}: {} instructions, {} mispredicts ({:.0} s)",
-                    v.name,
-                    thousands(instructions),
-                    thousands(mispredicts),
-                    start.elapsed().as_secs_f64()
-                );
-                v.instructions = Some(instructions);
-                v.mispredicts = Some(mispredicts);
-            }
-            Err(e) => {
-                eprintln!("  {}: cachegrind FAILED: {e}", v.name);
-                v.counts_error = Some(e);
-            }
-        }
+        // One `BIN measure 1` run, its output file (for `cg_annotate`) and log in `dir`.
+        let counts = ready.clone().and_then(|()| {
+            cachegrind(
+                v.name,
+                &[bin.into(), "measure".into(), "1".into()],
+                &dir.join(format!("{}.cachegrind.out", v.name)),
+                &dir.join(format!("{}.log", v.name)),
+                "measure 1",
+            )
+        });
+        v.counts = Some(counts);
     }
-}
-
-/// `11,531,596,001`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------- report
 
-/// The per-fixture table of cachegrind's counts, when any variant was counted.
-fn counts_table(md: &mut String, r: &FixtureResult) {
-    let counted: Vec<&Variant> = r
-        .variants
-        .iter()
-        .filter(|v| COUNTED.contains(&v.name))
-        .filter(|v| v.instructions.is_some() || v.counts_error.is_some())
-        .collect();
-    if counted.is_empty() {
-        return;
-    }
-    let _ = writeln!(
-        md,
-        "Deterministic counts (cachegrind, `measure 1`):\n\n| variant | instructions | vs plain \
-         | mispredicts | vs plain | share of {} gain (instructions) |\n\
-         |---|---:|---:|---:|---:|---:|",
-        r.anchor
-    );
-    let instructions = |v: &Variant| v.instructions;
-    let mispredicts = |v: &Variant| v.mispredicts;
-    let anchor = r.count_ratio(r.anchor, instructions);
-    for v in counted {
-        match (&v.counts_error, v.instructions, v.mispredicts) {
-            (None, Some(i), Some(m)) => {
-                let ratio_i = r.count_ratio(v.name, instructions);
-                let sh = share(ratio_i, anchor);
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {} | {} | {} |",
-                    v.name,
-                    thousands(i),
-                    ratio(ratio_i),
-                    thousands(m),
-                    ratio(r.count_ratio(v.name, mispredicts)),
-                    sh.map(|s| format!("{s:.0}%")).unwrap_or_default()
-                );
-            }
-            (e, _, _) => {
-                let why = e.as_deref().map(short).unwrap_or_else(|| "not run".into());
-                let _ = writeln!(md, "| {} | failed: {why} | | | | |", v.name);
-            }
-        }
-    }
-    md.push('\n');
-}
+/// How the counts are named in the report: one `measure 1` run each, over the Rust fixtures.
+const COUNTS_OF: CountsOf = CountsOf {
+    run: "`measure 1`",
+    column: "fixtures",
+    over: "Rust fixtures",
+};
 
-/// The geometric mean of `ratio` over the fixtures that have it, and how many do.
-fn geomean_over(
-    rust: &[&FixtureResult],
-    ratio: impl Fn(&FixtureResult) -> Option<f64>,
-) -> Option<(f64, usize)> {
-    let xs: Vec<f64> = rust.iter().filter_map(|r| ratio(r)).collect();
-    (!xs.is_empty()).then(|| (geomean(&xs), xs.len()))
-}
-
-/// The summary of the counts: geometric means over the Rust fixtures and pgo's share.
-fn counts_summary(md: &mut String, rust: &[&FixtureResult]) -> serde_json::Value {
-    let instructions = |v: &Variant| v.instructions;
-    let _ = writeln!(
-        md,
-        "Deterministic counts (cachegrind, `measure 1`): geometric means of plain/variant \
-         instructions executed over the Rust fixtures where the variant was counted (counts, \
-         not time).\n\n| variant | fixtures | geomean instructions vs plain | share of instr gain \
-         (instructions) |\n|---|---:|---:|---:|"
-    );
-    let geo = |name: &str| geomean_over(rust, |r| r.count_ratio(name, instructions));
-    let instr = geo("instr").map(|(g, _)| g);
-    let mut rows = Vec::new();
-    for name in COUNTED {
-        let Some((g, n)) = geo(name) else {
-            let _ = writeln!(md, "| {name} | 0 | | |");
-            continue;
-        };
-        let sh = share(Some(g), instr);
-        let _ = writeln!(
-            md,
-            "| {name} | {n} | {g:.3}x | {} |",
-            sh.map(|s| format!("{s:.0}%")).unwrap_or_default()
-        );
-        rows.push(json!({
-            "variant": name,
-            "fixtures": n,
-            "geomean_instructions_vs_plain": g,
-            "share_of_instr_gain_percent": sh,
-        }));
-    }
-    let both: Vec<(f64, f64)> = rust
-        .iter()
-        .filter_map(|r| {
-            Some((
-                r.count_ratio("instr", instructions)?,
-                r.count_ratio("pgo", instructions)?,
-            ))
-        })
-        .collect();
-    let shares = pgo_share(&both);
-    let _ = match shares {
-        Some((s, gi, gp)) => writeln!(
-            md,
-            "\nBy instructions executed, pgo's share of instr's gain is {s:.0}% (geomean \
-             plain/variant {gp:.3}x against {gi:.3}x over the {} Rust fixtures where both were \
-             counted).\n",
-            both.len()
-        ),
-        None => writeln!(
-            md,
-            "\npgo's share of instr's gain by instructions executed: not computable (instr \
-             executed less than 1% fewer instructions than plain, or was not counted).\n"
-        ),
-    };
-    json!({"geomeans": rows, "pgo_share_of_instr_gain_percent": shares.map(|s| s.0)})
+/// A fixture's counted variants.
+fn counted(r: &FixtureResult) -> Vec<Counted<'_>> {
+    pgo_benches::counted(r.variants.iter().map(|v| (v.name, v.counts.as_ref())))
 }
 
 fn report(
@@ -1311,7 +1069,7 @@ fn report(
                     let _ = writeln!(md, "| {} | failed: {why} | | | | | | |", v.name);
                 }
             }
-            rows.push(json!({
+            let mut row = json!({
                 "variant": v.name,
                 "seconds": v.seconds,
                 "cpu_seconds": v.cpu_seconds,
@@ -1323,10 +1081,11 @@ fn report(
                 "share_of_anchor_gain_percent": sh,
                 "checksum_mismatches": v.mismatches,
                 "error": v.error,
-                "instructions": v.instructions,
-                "mispredicts": v.mispredicts,
-                "counts_error": v.counts_error,
-            }));
+            });
+            if let Some(o) = row.as_object_mut() {
+                o.extend(counts_fields(v.counts.as_ref()));
+            }
+            rows.push(row);
         }
         md.push('\n');
         for n in &r.notes {
@@ -1346,7 +1105,7 @@ fn report(
             );
         }
         md.push('\n');
-        counts_table(&mut md, r);
+        counts_table(&mut md, &COUNTS_OF, r.anchor, &counted(r));
         fixtures_json.push(json!({
             "fixture": r.name,
             "anchor": r.anchor,
@@ -1412,7 +1171,10 @@ fn report(
         "{}",
         pgo_share_paragraph(shares, both.len(), "Rust fixtures")
     );
-    let counts = counts_off.is_none().then(|| counts_summary(&mut md, &rust));
+    let counts = counts_off.is_none().then(|| {
+        let each: Vec<Vec<Counted>> = rust.iter().map(|r| counted(r)).collect();
+        counts_summary(&mut md, &COUNTS_OF, &each)
+    });
     let _ = writeln!(
         md,
         "| fixture | bare train s | pgo collect s | collection overhead | pgo analyze s |\n\
@@ -1530,15 +1292,7 @@ fn main() {
     };
     let json_out = arg(&args, "--json", String::new());
     let md_out = arg(&args, "--markdown", String::new());
-    let counts_off = if args.iter().any(|a| a == "--no-counts") {
-        Some("--no-counts".to_string())
-    } else {
-        let missing = valgrind_missing();
-        if let Some(why) = &missing {
-            eprintln!("deterministic counts (cachegrind) skipped: {why}");
-        }
-        missing
-    };
+    let counts_off = counts_off(&args);
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -1629,65 +1383,18 @@ fn main() {
 mod tests {
     use super::*;
 
-    /// valgrind-3.19.0's stderr of `suite-interp measure 1` (plain build) under
-    /// `--tool=cachegrind --cache-sim=no --branch-sim=yes`, as captured on the dev machine.
-    const INTERP: &str = "\
-==4316== Cachegrind, a cache and branch-prediction profiler
-==4316== Copyright (C) 2002-2017, and GNU GPL'd, by Nicholas Nethercote et al.
-==4316== Using Valgrind-3.19.0 and LibVEX; rerun with -h for copyright info
-==4316== Command: /work/main/target/bench-builds/interp/plain/release/suite-interp measure 1
-==4316== 
---4316-- warning: L3 cache found, using its data for the LL simulation.
-==4316== 
-==4316== I   refs:      11,531,596,001
-==4316== 
-==4316== Branches:       1,459,608,246  (818,267,537 cond + 641,340,709 ind)
-==4316== Mispredicts:      213,167,974  ( 16,710,824 cond + 196,457,150 ind)
-==4316== Mispred rate:            14.6% (        2.0%     +        30.6%   )
-";
-
-    #[test]
-    fn cachegrind_summary_is_parsed() {
-        assert_eq!(parse_cachegrind(INTERP), Ok((11_531_596_001, 213_167_974)));
-        // suite-graph's, other widths; with the program's own stderr mixed in, which must not
-        // be read even when it looks like a summary line.
-        let graph = "\
-I refs: 1
-==4724== I   refs:      3,137,916,885
-==4724== 
-warning: Mispredicts: 99
-==4724== Branches:        634,676,290  (634,675,080 cond + 1,210 ind)
-==4724== Mispredicts:      47,880,391  ( 47,879,989 cond +   402 ind)
-==4724== Mispred rate:            7.5% (        7.5%     +  33.2%   )
-";
-        assert_eq!(parse_cachegrind(graph), Ok((3_137_916_885, 47_880_391)));
-    }
-
-    #[test]
-    fn cachegrind_summary_without_branch_simulation_is_an_error() {
-        let no_branches: String = INTERP
-            .lines()
-            .filter(|l| !l.contains("Mispred"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert!(
-            parse_cachegrind(&no_branches)
-                .unwrap_err()
-                .contains("Mispredicts")
-        );
-        assert!(parse_cachegrind("").unwrap_err().contains("I refs"));
-        assert!(parse_cachegrind("==1== I   refs:      12x\n").is_err());
-    }
-
     #[test]
     fn counts_are_reported_per_fixture_and_summarized() {
         let counted = |name, instructions, mispredicts| Variant {
-            instructions: Some(instructions),
-            mispredicts: Some(mispredicts),
+            counts: Some(Ok(Counts {
+                instructions,
+                mispredicts,
+                processes: 1,
+            })),
             ..variant(name, Ok(PathBuf::from("/bin/true")))
         };
         let mut failed = variant("pgo", Ok(PathBuf::from("/bin/true")));
-        failed.counts_error = Some("valgrind … measure 1 failed (exit status: 1)".into());
+        failed.counts = Some(Err("valgrind … measure 1 failed (exit status: 1)".into()));
         let fixture = |name: &str, pgo: Variant| FixtureResult {
             name: name.into(),
             lang: Lang::Rust,
@@ -1729,13 +1436,5 @@ warning: Mispredicts: 99
             .as_f64()
             .unwrap();
         assert!((share - 400.0 / 9.0).abs() < 1e-9, "{share}");
-    }
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1_000), "1,000");
-        assert_eq!(thousands(11_531_596_001), "11,531,596,001");
     }
 }
