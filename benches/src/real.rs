@@ -45,8 +45,8 @@
 //! own change. The report has them per program (plain/variant, and pgo's share of instr's
 //! instruction reduction) and their geometric means over the programs, the JSON too;
 //! `WORK/<program>/<variant>/cachegrind/` keeps valgrind's log and an output file per process
-//! (for `cg_annotate`). A run under cachegrind takes about 12 times as long as without it for
-//! pulldown-cmark (11 s a variant), and 20–40 times for the fixtures of `speedup-bench`.
+//! (for `cg_annotate`). A run under cachegrind takes about 15 times as long as without it for
+//! pulldown-cmark (11–17 s a variant), and 20–40 times for the fixtures of `speedup-bench`.
 //!
 //! What it is for: checking that pgo's gains on our own fixtures (`speedup-bench`) hold on code
 //! we did not write, built the way its authors build it, against the established anchor in the
@@ -54,9 +54,9 @@
 //! small differences (the machines are noisy: see BENCHMARKS.md), or a test: it needs the
 //! network for the first download and crates.io for the Rust builds, and takes long: every run
 //! rebuilds everything. On a busy 2-core machine the builds took about 16 minutes for ripgrep,
-//! 13 for jaq, 1 for bzip2 and 2 for pulldown-cmark, and one round of `measure.sh` runs (all
+//! 13 for jaq, 1 for bzip2 and 3 for pulldown-cmark, and one round of `measure.sh` runs (all
 //! variants of all four) about 2.5 minutes (bzip2's 25 s a run most of it; pulldown-cmark's
-//! about 2 s), so the default 7 rounds take about 50 minutes in all.
+//! about 1 s), so the default 7 rounds take about 50 minutes in all.
 //!
 //! One change to what the projects ship, needed to build them here: the Rust crates get an
 //! empty `[workspace]` table appended to their `Cargo.toml` (a published crate has none, and a
