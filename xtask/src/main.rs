@@ -29,9 +29,10 @@ fn main() -> ExitCode {
                  fixtures      regenerate profiles/ from fixtures/ (needs go, gcc, perf)\n  \
                  bench [inspect|analyze|collect|speedup|dogfood|real|all] [--quick]\n                \
                  benchmarks against the anchor tools, same run (see BENCHMARKS.md); `real`\n                \
-                 (jaq, ripgrep, bzip2 downloaded and built; not in `all`) takes [--program NAME]...;\n                \
-                 `speedup` also counts instructions and mispredicts under valgrind's cachegrind\n                \
-                 (installed if missing; about 13 more minutes, 10 with --quick); --no-counts skips it\n  \
+                 (jaq, ripgrep, bzip2, pulldown-cmark downloaded and built; not in `all`) takes\n                \
+                 [--program NAME]...; `speedup` and `real` also count instructions and\n                \
+                 mispredicts under valgrind's cachegrind (installed if missing; speedup: about 13\n                \
+                 more minutes, 10 with --quick); --no-counts skips it\n  \
                  refresh-profile  re-record profiles/pgo-self.pb.gz (pgo analyzing a large profile)"
             );
             return ExitCode::from(2);
@@ -616,9 +617,14 @@ fn bench(args: &[String]) -> Result<(), String> {
     }
     if which == "real" {
         eprintln!(
-            "\n== Real programs: jaq, ripgrep and bzip2 built plainly, with instrumentation PGO \
-             and through pgo apply, interleaved"
+            "\n== Real programs: jaq, ripgrep, bzip2 and pulldown-cmark built plainly, with \
+             instrumentation PGO and through pgo apply, interleaved"
         );
+        // valgrind: the deterministic counts (cachegrind), unless they are turned off.
+        let counts = !args.iter().any(|a| a == "--no-counts");
+        if counts {
+            ensure_debian_packages(&[("valgrind", "valgrind")])?;
+        }
         ensure_debian_packages(&[
             ("llvm-profdata-22", "llvm-22"),
             ("clang-22", "clang-22"),
@@ -637,6 +643,9 @@ fn bench(args: &[String]) -> Result<(), String> {
             .arg(out.join("real.md"));
         for w in args.windows(2).filter(|w| w[0] == "--program") {
             cmd.args(["--program", &w[1]]);
+        }
+        if !counts {
+            cmd.arg("--no-counts");
         }
         run(&mut cmd)?;
     }
