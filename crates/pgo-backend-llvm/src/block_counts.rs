@@ -37,6 +37,8 @@ pub struct BlockCounts {
     pub covered_percent: f64,
     /// Whether the binary has discriminators (blocks of one line told apart).
     pub discriminators: bool,
+    /// The calls the binary's compiler inlined into the sampled functions.
+    pub inlined: Vec<pgo_symbolize::InlinedCall>,
 }
 
 impl BlockCounts {
@@ -105,6 +107,7 @@ impl BlockCounts {
         let discriminators =
             pgo_symbolize::Discriminators::load(&dwarf_path, &ranges).unwrap_or_default();
         counts.discriminators = discriminators.any();
+        counts.inlined = pgo_symbolize::inlined_calls(&dwarf_path, &ranges).unwrap_or_default();
         for (start, samples) in &per_function {
             let Some(f) = binary.function_at(*start) else {
                 continue;

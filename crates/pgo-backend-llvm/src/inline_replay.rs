@@ -19,6 +19,9 @@ use std::fmt::Write;
 const MAX_CHAIN: usize = 6;
 /// A bound on the file for pathological decision sets (chains multiply).
 const MAX_SITES: usize = 200_000;
+/// The largest inlined copy (bytes of code in the profiled build) kept inlined without a
+/// decision: LLVM's default threshold admits callees of a few hundred bytes.
+const KEEP_MAX_BYTES: u64 = 192;
 
 /// The LLVM options that make the inliner read `file` the way [`write`] writes it.
 pub fn llvm_args(file: &str) -> Vec<String> {
@@ -40,31 +43,68 @@ pub fn llvm_args(file: &str) -> Vec<String> {
 /// inside a cycle of calls, nor for functions the sample-profile loader inlined before the
 /// CGSCC inliner ran: there the callee's own calls arrive in the caller undecided, and
 /// LLVM's defaults outlined, for example, a parser's token reader at every site.
-pub fn write(decisions: &Decisions, rename: Option<&NameMap>) -> (String, usize) {
-    write_bounded(decisions, rename, MAX_SITES)
+pub fn write(
+    decisions: &Decisions,
+    kept: &[(String, i64, String)],
+    rename: Option<&NameMap>,
+) -> (String, usize) {
+    write_bounded(decisions, kept, rename, MAX_SITES)
+}
+
+/// The calls of `inlined` (what the profiled build inlined into its sampled functions) whose
+/// inlined copy is at most [`KEEP_MAX_BYTES`], as (caller, line offset, callee).
+///
+/// Why: a call no sample landed in is cold to the next build, and LLVM inlines a cold call
+/// only under a small threshold (45), so the profile alone can leave out of line a call the
+/// profiled build (and a build without a profile) inlined. When that call takes the address
+/// of the hot function's locals, they escape: a compressor's match finder, passed by `&mut`
+/// to a rarely taken `for_each`, went from registers to memory, and its hot loop reloaded
+/// the hash chain's pointer and length and checked bounds on every step (suite compress: 10.59
+/// G instructions against 8.53 G without a profile; 9.35 G with that one call inlined). A
+/// small call the profiled build inlined costs nothing to keep.
+pub fn kept_inlines(inlined: &[pgo_symbolize::InlinedCall]) -> Vec<(String, i64, String)> {
+    inlined
+        .iter()
+        .filter(|c| c.bytes <= KEEP_MAX_BYTES && c.call_line >= c.caller_line)
+        .map(|c| {
+            (
+                c.caller.clone(),
+                i64::from(c.call_line - c.caller_line),
+                c.callee.clone(),
+            )
+        })
+        .collect()
 }
 
 /// [`write`] with at most `max_sites` entries. Entries go in by depth, every caller's direct
 /// calls first, then the chains one call deeper, and so on: past the bound, what is left
 /// out are the deepest chains, which the inliner meets least (each is one particular path
 /// through several inlined calls), never a decided call as it stands in its own caller.
-fn write_bounded(
-    decisions: &Decisions,
-    rename: Option<&NameMap>,
+fn write_bounded<'a>(
+    decisions: &'a Decisions,
+    kept: &'a [(String, i64, String)],
+    rename: Option<&'a NameMap>,
     max_sites: usize,
 ) -> (String, usize) {
     let mut calls: BTreeMap<&str, BTreeSet<(i64, &str)>> = BTreeMap::new();
-    for d in &decisions.inline {
-        if d.site.line_offset < 0 {
+    let decided = decisions.inline.iter().map(|d| {
+        (
+            d.caller.linkage_name.as_str(),
+            d.site.line_offset,
+            d.callee.linkage_name.as_str(),
+        )
+    });
+    let kept = kept
+        .iter()
+        .map(|(a, off, b)| (a.as_str(), *off, b.as_str()));
+    for (caller, off, callee) in decided.chain(kept) {
+        if off < 0 {
             continue;
         }
-        for caller in names_in(rename, &d.caller.linkage_name) {
-            for callee in names_in(rename, &d.callee.linkage_name) {
-                if !caller.is_empty() && !callee.is_empty() {
-                    calls
-                        .entry(caller)
-                        .or_default()
-                        .insert((d.site.line_offset, callee));
+        for caller in names_in(rename, caller) {
+            for callee in names_in(rename, callee) {
+                if !caller.is_empty() && !callee.is_empty() && caller != callee {
+                    calls.entry(caller).or_default().insert((off, callee));
                 }
             }
         }
@@ -180,7 +220,7 @@ mod tests {
             ("object", 13, "bump"),
             ("bump", 1, "next_token"),
         ]);
-        let (text, n) = write(&d, None);
+        let (text, n) = write(&d, &[], None);
         let lines: Vec<&str> = text.lines().collect();
         for want in [
             "value:2: 'object' inlined into 'value' at callsite value:2;",
@@ -201,7 +241,7 @@ mod tests {
         // Two callers with chains below them: a bound of four keeps all four direct entries
         // (the later caller's too), none of the nested ones.
         let d = decisions(&[("a", 1, "b"), ("b", 2, "c"), ("c", 3, "d"), ("z", 9, "b")]);
-        let (text, n) = write_bounded(&d, None, 4);
+        let (text, n) = write_bounded(&d, &[], None, 4);
         assert_eq!(
             text,
             "a:1: 'b' inlined into 'a' at callsite a:1;\n\
@@ -211,20 +251,51 @@ mod tests {
         );
         assert_eq!(n, 4);
         // One more: a depth-two chain, not a depth-three one.
-        let (text, _) = write_bounded(&d, None, 5);
+        let (text, _) = write_bounded(&d, &[], None, 5);
         let nested: Vec<&str> = text.lines().filter(|l| l.contains(" @ ")).collect();
         assert_eq!(nested.len(), 1, "{text}");
         let site = nested[0].split(": '").next().unwrap_or_default();
         assert_eq!(site.matches(" @ ").count(), 1, "{text}");
         // Unbounded: a:1>b:2>c:3, b:2>c:3, z:9>b:2>c:3 chains, 4 + 2 + 1 + 2 = 9 entries.
-        let (_, n) = write(&d, None);
+        let (_, n) = write(&d, &[], None);
         assert_eq!(n, 9);
+    }
+
+    #[test]
+    fn small_calls_the_profiled_build_inlined_are_kept_and_chained_with_decided_ones() {
+        let call = |caller: &str, caller_line, call_line, callee: &str, bytes| {
+            pgo_symbolize::InlinedCall {
+                caller: caller.into(),
+                caller_line,
+                call_line,
+                callee: callee.into(),
+                bytes,
+            }
+        };
+        let kept = kept_inlines(&[
+            call("tokenize", 141, 167, "for_each", 177),
+            call("tokenize", 141, 170, "big", KEEP_MAX_BYTES + 1),
+            // A line before the caller's declaration (a macro's): no offset to key it by.
+            call("tokenize", 141, 12, "from_macro", 10),
+        ]);
+        assert_eq!(kept, vec![("tokenize".into(), 26, "for_each".into())]);
+        // The decided call into tokenize carries the kept call along.
+        let d = decisions(&[("compress", 1, "tokenize")]);
+        let (text, n) = write(&d, &kept, None);
+        assert_eq!(
+            text,
+            "compress:1: 'tokenize' inlined into 'compress' at callsite compress:1;\n\
+             tokenize:26 @ compress:1: 'for_each' inlined into 'compress' at callsite \
+             tokenize:26 @ compress:1;\n\
+             tokenize:26: 'for_each' inlined into 'tokenize' at callsite tokenize:26;\n"
+        );
+        assert_eq!(n, 3);
     }
 
     #[test]
     fn a_cycle_of_decisions_does_not_loop() {
         let d = decisions(&[("a", 1, "b"), ("b", 2, "a")]);
-        let (text, n) = write(&d, None);
+        let (text, n) = write(&d, &[], None);
         assert_eq!(
             text,
             "a:1: 'b' inlined into 'a' at callsite a:1;\n\

@@ -83,6 +83,8 @@ fn write_files(
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(path.to_string_lossy().into_owned())
     };
+    // The calls the profiled build inlined into its sampled functions, small enough to keep.
+    let mut kept_inlines: Vec<(String, i64, String)> = Vec::new();
     if parts.sample_profile {
         let mut options = sample_profile::Options {
             rename: rename.cloned(),
@@ -120,6 +122,7 @@ fn write_files(
                              (profile a binary built by pgo apply to tell them apart)"
                         }
                     ));
+                    kept_inlines = inline_replay::kept_inlines(&counts.inlined);
                     options.block_counts = Some(counts);
                 }
                 Err(e) => files.notes.push(format!(
@@ -168,13 +171,18 @@ fn write_files(
         files.sample_profile = Some(path);
     }
     if parts.inline_replay {
-        let (text, sites) = inline_replay::write(request.decisions, rename);
+        let (text, sites) = inline_replay::write(request.decisions, &kept_inlines, rename);
         if sites > 0 {
             let path = write("inline-replay.txt", &text)?;
             files.artifacts.push(Artifact {
                 path: path.clone().into(),
                 kind: "inline replay".into(),
-                summary: format!("{sites} call sites to inline"),
+                summary: format!(
+                    "{sites} call sites to inline ({} decided, {} small calls the profiled build \
+                     inlined into sampled functions)",
+                    request.decisions.inline.len(),
+                    kept_inlines.len()
+                ),
             });
             files.inline_replay = Some(path);
         }

@@ -11,7 +11,7 @@ use crate::names::Names;
 
 /// Sections are copied out of the file into reference-counted buffers, so the context owns
 /// its data and the file's bytes can be dropped after loading.
-type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
+pub(crate) type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
 
 /// How many `DW_AT_abstract_origin` / `DW_AT_specification` links to follow looking for a
 /// declaration line. Real chains are one or two long; the bound stops cycles in bad DWARF.

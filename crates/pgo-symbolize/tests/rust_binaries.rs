@@ -253,3 +253,37 @@ fn lto_cross_unit_inline_frames_keep_declaration_lines() {
         assert!(frame.function_file.ends_with(".rs"), "{frame:?}");
     }
 }
+
+#[test]
+fn inlined_calls_name_caller_callee_lines_and_size_within_the_ranges_asked() {
+    let built = build(&["-C", "symbol-mangling-version=v0"]);
+    let symbol = function_symbol(&built.binary, is_compute_outer);
+    let range = (symbol.address, symbol.address + symbol.size);
+    let calls = pgo_symbolize::inlined_calls(&built.binary, &[range]).unwrap();
+    let helper: Vec<_> = calls
+        .iter()
+        .filter(|c| c.callee.contains("add_squares"))
+        .collect();
+    assert_eq!(helper.len(), 1, "{calls:#?}");
+    let call = helper[0];
+    assert_eq!(call.caller, symbol.name, "{call:#?}");
+    assert_eq!(call.caller_line, line_of(PROGRAM, "pub fn compute_outer("));
+    assert_eq!(
+        call.call_line,
+        line_of(PROGRAM, "total.wrapping_add(add_squares(")
+    );
+    assert!(
+        call.bytes > 0 && call.bytes < symbol.size,
+        "{call:#?} in {} bytes",
+        symbol.size
+    );
+    // Nothing is reported for code outside the ranges asked about.
+    let main = function_symbol(&built.binary, |n| n.contains("4prog4main"));
+    let elsewhere =
+        pgo_symbolize::inlined_calls(&built.binary, &[(main.address, main.address + main.size)])
+            .unwrap();
+    assert!(
+        elsewhere.iter().all(|c| !c.callee.contains("add_squares")),
+        "{elsewhere:#?}"
+    );
+}
