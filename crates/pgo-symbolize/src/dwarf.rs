@@ -232,6 +232,13 @@ fn declaration(
     Declaration::default()
 }
 
+/// The DWARF of the ELF file at `path`; errors name the file.
+pub(crate) fn read_dwarf(path: &std::path::Path) -> Result<gimli::Dwarf<Reader>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", path.display()))?;
+    load_dwarf(&file).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Copies the DWARF sections of `file` into owned buffers, decompressing
 /// `SHF_COMPRESSED` and `.zdebug_*` sections.
 pub(crate) fn load_dwarf(file: &object::File<'_>) -> Result<gimli::Dwarf<Reader>, String> {
@@ -298,9 +305,7 @@ fn push_path(path: &mut String, component: &str) {
 /// `clang LLVM (rustc version 1.95.0 ...)`), one entry per unit that names one. Empty when the
 /// file has no DWARF.
 pub fn producers(path: &std::path::Path) -> Result<Vec<String>, String> {
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", path.display()))?;
-    let dwarf = load_dwarf(&file).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dwarf = read_dwarf(path)?;
     let mut out = Vec::new();
     let mut headers = dwarf.units();
     while let Ok(Some(header)) = headers.next() {
@@ -336,9 +341,7 @@ pub struct Subprogram {
 /// and without duplicates. What a later build calls the functions a profile names: a rebuild
 /// can mangle names differently (legacy and v0), and its inline-only functions have no symbol.
 pub fn subprograms(path: &std::path::Path) -> Result<Vec<Subprogram>, String> {
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", path.display()))?;
-    let dwarf = load_dwarf(&file).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dwarf = read_dwarf(path)?;
     let mut out = Vec::new();
     let mut headers = dwarf.units();
     while let Ok(Some(header)) = headers.next() {

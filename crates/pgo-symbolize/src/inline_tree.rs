@@ -11,7 +11,7 @@ use std::path::Path;
 
 use gimli::Reader as _;
 
-use crate::dwarf::load_dwarf;
+use crate::dwarf::read_dwarf;
 
 /// One inlined call: `callee` inlined into `caller` at `call_line`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -30,9 +30,7 @@ pub struct InlinedCall {
 /// the DWARF) whose code overlaps `ranges` (`[start, end)` file addresses). Calls whose caller
 /// or callee has no linkage name, or no line, are left out.
 pub fn inlined_calls(path: &Path, ranges: &[(u64, u64)]) -> Result<Vec<InlinedCall>, String> {
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", path.display()))?;
-    let dwarf = load_dwarf(&file).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dwarf = read_dwarf(path)?;
     let mut wanted: Vec<(u64, u64)> = ranges.iter().copied().filter(|r| r.0 < r.1).collect();
     wanted.sort_unstable();
     let overlaps = |start: u64, end: u64| {
