@@ -458,6 +458,58 @@ fn clang_backend_builds_a_c_program_with_the_profile() {
     );
 }
 
+/// A profile of a few hundred samples builds, but the user is told that decisions from so few
+/// samples vary from one profile to the next, and what to do about it.
+#[test]
+fn a_profile_of_few_samples_gets_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    std::fs::copy(
+        root().join("fixtures/suite/c-sort/main.c"),
+        work.join("main.c"),
+    )
+    .unwrap();
+    let status = Command::new("sh")
+        .current_dir(work)
+        .args(["-c", &clang("plain", "")])
+        .status()
+        .expect("clang-22 runs");
+    assert!(status.success());
+    let profile = work.join("few.pb.gz");
+    ok(pgo(&[
+        &"collect",
+        &"-F",
+        &"100",
+        &"-o",
+        &profile,
+        &"--",
+        &work.join("plain"),
+        &"train",
+    ]));
+    let out = apply(
+        work,
+        &[
+            &"--profile",
+            &profile,
+            &"--backend",
+            &"clang",
+            &"--dry-run",
+            &"--",
+            &"sh",
+            &"-c",
+            &clang("out", "$CFLAGS"),
+        ],
+        &[],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let note = err
+        .lines()
+        .find(|l| l.contains("the profile holds only"))
+        .unwrap_or_else(|| panic!("no note about the sample count:\n{err}"));
+    assert!(note.contains("pgo merge") && note.contains("-F"), "{note}");
+}
+
 /// GCC ignores the variable the clang backend reaches every clang through: a build with `cc`
 /// succeeds without the profile, its functions still match the profile by name, and the user
 /// must be told.
