@@ -385,6 +385,11 @@ fn clang(out: &str, extra: &str) -> String {
 /// The C fixture copied into `work`, built as `work/NAME` with `flags`, and a `pgo collect`
 /// profile of its `train` run (`work/c.pb.gz`).
 fn c_fixture_profile(work: &Path, name: &str, flags: &str) -> PathBuf {
+    c_fixture_profile_at(work, name, flags, &[])
+}
+
+/// [`c_fixture_profile`] with more `pgo collect` options (a sampling frequency).
+fn c_fixture_profile_at(work: &Path, name: &str, flags: &str, collect_options: &[&str]) -> PathBuf {
     std::fs::copy(
         root().join("fixtures/suite/c-sort/main.c"),
         work.join("main.c"),
@@ -397,14 +402,19 @@ fn c_fixture_profile(work: &Path, name: &str, flags: &str) -> PathBuf {
         .expect("clang-22 runs (Debian package clang-22; `cargo xtask test` installs it)");
     assert!(status.success());
     let profile = work.join("c.pb.gz");
-    ok(pgo(&[
-        &"collect",
-        &"-o",
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"collect"];
+    for o in collect_options {
+        args.push(o);
+    }
+    let binary = work.join(name);
+    args.extend([
+        &"-o" as &dyn AsRef<std::ffi::OsStr>,
         &profile,
         &"--",
-        &work.join(name),
+        &binary,
         &"train",
-    ]));
+    ]);
+    ok(pgo(&args));
     profile
 }
 
@@ -464,28 +474,7 @@ fn clang_backend_builds_a_c_program_with_the_profile() {
 fn a_profile_of_few_samples_gets_a_note() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path();
-    std::fs::copy(
-        root().join("fixtures/suite/c-sort/main.c"),
-        work.join("main.c"),
-    )
-    .unwrap();
-    let status = Command::new("sh")
-        .current_dir(work)
-        .args(["-c", &clang("plain", "")])
-        .status()
-        .expect("clang-22 runs");
-    assert!(status.success());
-    let profile = work.join("few.pb.gz");
-    ok(pgo(&[
-        &"collect",
-        &"-F",
-        &"100",
-        &"-o",
-        &profile,
-        &"--",
-        &work.join("plain"),
-        &"train",
-    ]));
+    let profile = c_fixture_profile_at(work, "plain", "", &["-F", "100"]);
     let out = apply(
         work,
         &[
