@@ -15,7 +15,7 @@ pub(crate) type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
 
 /// How many `DW_AT_abstract_origin` / `DW_AT_specification` links to follow looking for a
 /// declaration line. Real chains are one or two long; the bound stops cycles in bad DWARF.
-const MAX_ORIGIN_LINKS: usize = 8;
+pub(crate) const MAX_ORIGIN_LINKS: usize = 8;
 
 /// One frame as DWARF describes it; names and locations may each be missing.
 #[derive(Debug)]

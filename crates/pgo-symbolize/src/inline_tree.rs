@@ -57,38 +57,50 @@ pub fn inlined_calls(path: &Path, ranges: &[(u64, u64)]) -> Result<Vec<InlinedCa
             if tag != gimli::DW_TAG_subprogram && tag != gimli::DW_TAG_inlined_subroutine {
                 continue;
             }
-            let mut bytes = 0;
-            let mut inside = false;
-            if let Ok(mut iter) = unit_ref.die_ranges(entry) {
-                while let Ok(Some(r)) = iter.next() {
-                    bytes += r.end.saturating_sub(r.begin);
-                    inside |= overlaps(r.begin, r.end);
+            // (bytes of code, whether any of it is in the ranges)
+            let extent = || {
+                let (mut bytes, mut inside) = (0, false);
+                if let Ok(mut iter) = unit_ref.die_ranges(entry) {
+                    while let Ok(Some(r)) = iter.next() {
+                        bytes += r.end.saturating_sub(r.begin);
+                        inside |= overlaps(r.begin, r.end);
+                    }
                 }
-            }
-            let this = function_of(&unit_ref, entry);
+                (bytes, inside)
+            };
+            // Names are looked up only for functions in the ranges and the copies inside them:
+            // most of a binary's functions are neither.
             if tag == gimli::DW_TAG_subprogram {
-                frames.push((depth, this.filter(|_| inside)));
+                let inside = extent().1;
+                frames.push((
+                    depth,
+                    inside.then(|| function_of(&unit_ref, entry)).flatten(),
+                ));
                 continue;
             }
-            let caller = frames.last().and_then(|f| f.1.clone());
+            // A copy inside a function outside the ranges stays outside.
+            let Some((caller, caller_line)) = frames.last().and_then(|f| f.1.clone()) else {
+                frames.push((depth, None));
+                continue;
+            };
+            let (bytes, inside) = extent();
+            let this = function_of(&unit_ref, entry);
             let call_line = entry
                 .attr_value(gimli::DW_AT_call_line)
                 .and_then(|v| v.udata_value())
                 .and_then(|l| u32::try_from(l).ok());
-            if let (Some((caller, caller_line)), Some((callee, _)), Some(call_line)) =
-                (caller.as_ref(), this.as_ref(), call_line)
+            if let (Some((callee, _)), Some(call_line)) = (this.as_ref(), call_line)
                 && inside
             {
                 out.push(InlinedCall {
-                    caller: caller.clone(),
-                    caller_line: *caller_line,
+                    caller,
+                    caller_line,
                     call_line,
                     callee: callee.clone(),
                     bytes,
                 });
             }
-            // A copy inside a function outside the ranges stays outside.
-            frames.push((depth, this.filter(|_| caller.is_some())));
+            frames.push((depth, this));
         }
     }
     out.sort();
@@ -108,7 +120,7 @@ fn function_of(
     let mut fallback: Option<String> = None;
     let mut line: Option<u32> = None;
     let mut current = entry.clone();
-    for _ in 0..4 {
+    for _ in 0..crate::dwarf::MAX_ORIGIN_LINKS {
         let string = |attr| {
             current
                 .attr_value(attr)
