@@ -1284,9 +1284,14 @@ fn cargo_debug_at_least(
             _ => false,
         };
         if strips_debug {
-            out.warnings.push(format!(
-                "Cargo profile `{profile}` strips debug info (strip = {}, {}): a profile of \
-                 this binary will have no lines; profile a build without strip",
+            // The binary pgo builds is the one profiled next: stripped, its profile would
+            // have no lines and no inline frames (with `symbols`, not even function names).
+            let var = profile_var(profile, "strip");
+            out.vars.push((var.clone(), Some("none".to_string())));
+            out.notes.push(format!(
+                "{var}=none: Cargo profile `{profile}` strips debug info (strip = {}, {}); pgo \
+                 needs the symbols and debug info of the binaries it profiles and builds (strip \
+                 a copy for shipping: `objcopy --strip-debug`)",
                 strip.value, strip.origin
             ));
         }
@@ -2011,11 +2016,33 @@ mod tests {
         .unwrap();
         let m = at(&["cargo", "build", "--profile", "dist"]);
         assert_eq!(m.get("CARGO_PROFILE_DIST_DEBUG"), Some(Some("limited")));
+        // Stripping would take the debug info away again: turned off, and said so.
+        assert_eq!(m.get("CARGO_PROFILE_DIST_STRIP"), Some(Some("none")));
         assert!(
-            m.warnings[0].contains("strips debug info"),
+            m.notes.iter().any(|n| n.contains("strips debug info")),
             "{:?}",
-            m.warnings
+            m.notes
         );
+        assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+        // strip = "debuginfo" (symbols kept) takes the lines too; strip = false is left alone.
+        for (strip, turned_off) in [
+            ("\"debuginfo\"", true),
+            ("\"symbols\"", true),
+            ("false", false),
+        ] {
+            fs::write(
+                &manifest,
+                format!("[package]\nname = \"p\"\n[profile.release]\nstrip = {strip}\n"),
+            )
+            .unwrap();
+            let m = at(&["cargo", "build", "--release"]);
+            let want = turned_off.then_some("none");
+            assert_eq!(
+                m.get("CARGO_PROFILE_RELEASE_STRIP").flatten(),
+                want,
+                "strip = {strip}"
+            );
+        }
         // The user's own level is never lowered.
         for debug in ["2", "true", "\"full\"", "1", "\"limited\""] {
             fs::write(

@@ -230,7 +230,7 @@ fn section_names(binary: &Path) -> String {
 }
 
 #[test]
-fn a_default_release_profile_gets_the_debug_info_pgo_needs_and_a_users_own_is_kept() {
+fn a_default_release_profile_gets_the_debug_info_pgo_needs_a_users_own_is_kept_and_strip_is_off() {
     // `cargo new`'s release profile has no debug info, and Cargo strips what a rustflag adds:
     // pgo raises the profile's own setting, so the first build is one a profile can use.
     let dir = tempfile::tempdir().unwrap();
@@ -272,11 +272,29 @@ fn a_default_release_profile_gets_the_debug_info_pgo_needs_and_a_users_own_is_ke
     let manifest = std::fs::read_to_string(work.join("Cargo.toml")).unwrap();
     std::fs::write(
         work.join("Cargo.toml"),
-        manifest + "[profile.release]\ndebug = \"full\"\n",
+        manifest.clone() + "[profile.release]\ndebug = \"full\"\n",
     )
     .unwrap();
     let err = build();
     assert!(!err.contains("CARGO_PROFILE_RELEASE_DEBUG"), "{err}");
+
+    // A profile that strips symbols (as oxipng's and many release profiles do) would leave a
+    // binary no profile can describe: pgo turns stripping off and says so.
+    std::fs::write(
+        work.join("Cargo.toml"),
+        manifest + "[profile.release]\nstrip = \"symbols\"\n",
+    )
+    .unwrap();
+    let err = build();
+    assert!(
+        err.contains("CARGO_PROFILE_RELEASE_STRIP=none") && err.contains("strips debug info"),
+        "{err}"
+    );
+    let sections = section_names(&target.join("release/tiny"));
+    assert!(
+        sections.contains(".debug_info") && sections.contains(".symtab"),
+        "{sections}"
+    );
 }
 
 #[test]
