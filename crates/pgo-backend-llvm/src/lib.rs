@@ -22,7 +22,7 @@ pub mod symbol_order;
 
 use pgo_backend::{Artifact, Backend, EnvEdit, Language, Plan, Request};
 use pgo_profile::ProfileView;
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::path::Path;
 
 /// Which of the three files a build uses: all by default; the others exist for ablation
@@ -280,6 +280,77 @@ pub fn name_match_percent(
     })
 }
 
+/// Source files whose code rustc does not compile: C, C++ and assembly, which a Cargo build
+/// gets from build scripts (the `cc` and `cmake` crates) and links into the program.
+const FOREIGN_SOURCE: [&str; 11] = [
+    ".c", ".h", ".cc", ".cpp", ".cxx", ".hh", ".hpp", ".hxx", ".s", ".S", ".asm",
+];
+
+/// Below this share of the program's samples, code rustc does not compile goes unmentioned.
+const FOREIGN_NOTE_PERCENT: f64 = 5.0;
+
+/// The share of the program's samples (its busiest mapping; shared libraries do not count)
+/// whose function comes from a C, C++ or assembly file, with the busiest such functions'
+/// names (at most three). A rustc build's profile reaches none of that code.
+pub fn foreign_code_share(profile: &pgo_profile::Profile) -> Result<(f64, Vec<String>), String> {
+    let view = ProfileView::new(profile);
+    let index = sample_profile::sample_count_index(&view)?;
+    let main_mapping = view.main_mapping().map(|m| m.id);
+    let mut foreign: FxHashMap<u64, i64> = FxHashMap::default();
+    let mut all = 0i64;
+    for s in &profile.sample {
+        let Some(loc) = view.user_leaf(s) else {
+            continue;
+        };
+        if main_mapping.is_some_and(|m| loc.mapping_id != m) {
+            continue;
+        }
+        let Some(line) = loc.line.last() else {
+            continue;
+        };
+        let w = s.value.get(index).copied().unwrap_or(0);
+        all += w;
+        let file = view
+            .function(line.function_id)
+            .map_or("", |f| view.str(f.filename));
+        if FOREIGN_SOURCE.iter().any(|ext| file.ends_with(ext)) {
+            *foreign.entry(line.function_id).or_default() += w;
+        }
+    }
+    let mut busiest: Vec<(u64, i64)> = foreign.into_iter().collect();
+    busiest.sort_by_key(|&(id, w)| (std::cmp::Reverse(w), id));
+    let share: i64 = busiest.iter().map(|(_, w)| w).sum();
+    let names = busiest
+        .iter()
+        .take(3)
+        .filter_map(|(id, _)| view.function(*id))
+        .map(|f| view.str(f.name).to_string())
+        .collect();
+    Ok((
+        if all == 0 {
+            0.0
+        } else {
+            100.0 * share as f64 / all as f64
+        },
+        names,
+    ))
+}
+
+/// A note when much of the program's time is in C, C++ or assembly, which the rustc
+/// backend's flags do not reach: a user who sees "100% matched" should not believe the whole
+/// program was built with the profile.
+fn foreign_code_note(profile: &pgo_profile::Profile) -> Result<Option<String>, String> {
+    let (percent, names) = foreign_code_share(profile)?;
+    Ok((percent >= FOREIGN_NOTE_PERCENT).then(|| {
+        format!(
+            "{percent:.1}% of the program's samples are in C, C++ or assembly ({}): rustc's \
+             profile does not reach that code (a build script's C from the cc or cmake crate); \
+             only its Rust code is built with the profile",
+            names.join(", ")
+        )
+    }))
+}
+
 fn match_note(
     request: &Request<'_>,
     binary: &Path,
@@ -440,6 +511,7 @@ impl Backend for Rustc {
         };
         let files = write_files(request, self.parts, rename)?;
         notes.extend(files.notes);
+        notes.extend(foreign_code_note(request.profile)?);
         let mut flags: Vec<String> = Vec::new();
         if let Some(p) = &files.sample_profile {
             flags.push(format!("-Zprofile-sample-use={p}"));
@@ -628,7 +700,74 @@ fn gcc_units_warning(binary: &str, producers: &[String]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::gcc_units_warning;
+    use super::{foreign_code_note, foreign_code_share, gcc_units_warning};
+    use pgo_profile::{FunctionInfo, LineInfo, MappingInfo, Profile, ProfileBuilder};
+
+    /// A Rust program with a C library built in (a build script's `cc`), and libc: samples
+    /// in the program's Rust 6, its C 3 + 1 (a C function inlined into another), libc 5.
+    fn mixed_program() -> Profile {
+        let mut b = ProfileBuilder::new(&[("cpu", "nanoseconds")]);
+        let prog = b.mapping(MappingInfo {
+            memory_start: 0x5555_0000_0000,
+            memory_limit: 0x5555_0010_0000,
+            filename: "/work/app",
+            has_functions: true,
+            ..MappingInfo::default()
+        });
+        let libc = b.mapping(MappingInfo {
+            memory_start: 0x7f00_0000_0000,
+            memory_limit: 0x7f00_0010_0000,
+            filename: "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            ..MappingInfo::default()
+        });
+        let mut frame = |name: &str, filename: &str| LineInfo {
+            function: b.function(FunctionInfo {
+                name,
+                system_name: name,
+                filename,
+                start_line: 1,
+            }),
+            line: 2,
+            column: 0,
+        };
+        let main = frame("app::main", "/work/src/main.rs");
+        let deflate = frame(
+            "deflate_compress",
+            "/work/libdeflate/lib/deflate_compress.c",
+        );
+        let extend = frame("lz_extend", "/work/libdeflate/lib/matchfinder_common.h");
+        let memcpy = frame("memcpy", "");
+        let at = |b: &mut ProfileBuilder, m, a, lines: &[LineInfo]| b.location(Some(m), a, lines);
+        let main_loc = at(&mut b, prog, 0x5555_0000_1000, &[main]);
+        let deflate_loc = at(&mut b, prog, 0x5555_0000_2000, &[deflate]);
+        // lz_extend inlined into deflate_compress: the physical function is the C one.
+        let inlined_loc = at(&mut b, prog, 0x5555_0000_2040, &[extend, deflate]);
+        let libc_loc = at(&mut b, libc, 0x7f00_0000_0040, &[memcpy]);
+        for (stack, n) in [
+            (vec![main_loc], 6),
+            (vec![deflate_loc, main_loc], 3),
+            (vec![inlined_loc, main_loc], 1),
+            (vec![libc_loc, main_loc], 5),
+        ] {
+            b.add_sample(&stack, &[n], &[]).unwrap();
+        }
+        b.build()
+    }
+
+    #[test]
+    fn the_share_of_c_code_is_of_the_programs_own_samples_by_physical_function() {
+        let (percent, names) = foreign_code_share(&mixed_program()).unwrap();
+        // 4 of the program's 10 samples; libc's 5 are not the program's.
+        assert!((percent - 40.0).abs() < 1e-9, "{percent}");
+        assert_eq!(names, ["deflate_compress"]);
+        let note = foreign_code_note(&mixed_program()).unwrap().unwrap();
+        assert!(
+            note.starts_with(
+                "40.0% of the program's samples are in C, C++ or assembly (deflate_compress)"
+            ),
+            "{note}"
+        );
+    }
 
     #[test]
     fn gcc_compiled_units_are_named_and_clang_ones_are_not() {
