@@ -222,6 +222,24 @@ pub fn rust_mangling(profile: &pgo_profile::Profile) -> Option<&'static str> {
     }
 }
 
+/// Each sample in the program itself (the mapping most samples are in; shared libraries do
+/// not count) as the physical function of its user leaf (the outermost of its inline frames)
+/// and the sample's count.
+fn program_leaf_functions<'a>(
+    view: &'a ProfileView<'a>,
+) -> Result<impl Iterator<Item = (&'a pgo_profile::proto::Function, i64)> + 'a, String> {
+    let index = sample_profile::sample_count_index(view)?;
+    let main_mapping = view.main_mapping().map(|m| m.id);
+    Ok(view.profile.sample.iter().filter_map(move |s| {
+        let loc = view.user_leaf(s)?;
+        if main_mapping.is_some_and(|m| loc.mapping_id != m) {
+            return None;
+        }
+        let f = view.function(loc.line.last()?.function_id)?;
+        Some((f, s.value.get(index).copied().unwrap_or(0)))
+    }))
+}
+
 /// The share of the profile's samples in the program itself (its busiest mapping) whose
 /// physical function exists by name in `binary` (as a symbol, or declared in its DWARF when
 /// inlined everywhere): whether the names of the profile match the new build. Samples in
@@ -247,24 +265,8 @@ pub fn name_match_percent(
             .map(|d| d.callee.linkage_name.as_str()),
     );
     let view = ProfileView::new(profile);
-    let index = sample_profile::sample_count_index(&view)?;
-    // The program is the mapping most samples are in; shared libraries do not count.
-    let main_mapping = view.main_mapping().map(|m| m.id);
     let (mut matched, mut all) = (0i64, 0i64);
-    for s in &profile.sample {
-        let Some(loc) = view.user_leaf(s) else {
-            continue;
-        };
-        if main_mapping.is_some_and(|m| loc.mapping_id != m) {
-            continue;
-        }
-        let Some(line) = loc.line.last() else {
-            continue;
-        };
-        let Some(f) = view.function(line.function_id) else {
-            continue;
-        };
-        let w = s.value.get(index).copied().unwrap_or(0);
+    for (f, w) in program_leaf_functions(&view)? {
         all += w;
         if names::names_in(rename, view.str(f.system_name))
             .iter()
@@ -294,27 +296,13 @@ const FOREIGN_NOTE_PERCENT: f64 = 5.0;
 /// names (at most three). A rustc build's profile reaches none of that code.
 pub fn foreign_code_share(profile: &pgo_profile::Profile) -> Result<(f64, Vec<String>), String> {
     let view = ProfileView::new(profile);
-    let index = sample_profile::sample_count_index(&view)?;
-    let main_mapping = view.main_mapping().map(|m| m.id);
     let mut foreign: FxHashMap<u64, i64> = FxHashMap::default();
     let mut all = 0i64;
-    for s in &profile.sample {
-        let Some(loc) = view.user_leaf(s) else {
-            continue;
-        };
-        if main_mapping.is_some_and(|m| loc.mapping_id != m) {
-            continue;
-        }
-        let Some(line) = loc.line.last() else {
-            continue;
-        };
-        let w = s.value.get(index).copied().unwrap_or(0);
+    for (f, w) in program_leaf_functions(&view)? {
         all += w;
-        let file = view
-            .function(line.function_id)
-            .map_or("", |f| view.str(f.filename));
+        let file = view.str(f.filename);
         if FOREIGN_SOURCE.iter().any(|ext| file.ends_with(ext)) {
-            *foreign.entry(line.function_id).or_default() += w;
+            *foreign.entry(f.id).or_default() += w;
         }
     }
     let mut busiest: Vec<(u64, i64)> = foreign.into_iter().collect();
