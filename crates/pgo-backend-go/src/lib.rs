@@ -3,12 +3,14 @@
 //! would itself read from the samples, as a pprof CPU profile that `go build -pgo=FILE`
 //! consumes, and has the build read it through `GOFLAGS=-pgo=FILE`.
 //!
-//! Both, because they say different things: Go weighs an edge by the samples whose leaf is the
-//! callee (its hot call sites are calls to functions that spend time themselves, mostly small
-//! ones in loops), while a decided edge carries the time of the callee's whole subtree. With
-//! the decided edges alone, gofmt (Go 1.27's, formatting Go's source tree) executed 11.79 G
-//! instructions of its own code against 11.57 G with Go's own runtime/pprof profile; with both,
-//! 11.28–11.30 G.
+//! Go weighs an edge by the samples whose leaf is the callee (its hot call sites are calls to
+//! functions that spend time themselves, mostly small ones in loops), while a decided edge
+//! carries the time of the callee's whole subtree. So every edge is written with Go's own
+//! weight from our samples, and a decided edge the samples do not show gets the weight of the
+//! lightest hot one: hot, without crowding the leaf edges out of Go's CDF. Decided edges alone
+//! at subtree weights: gofmt (Go 1.27's) executed 11.78 G instructions of its own code against
+//! 11.57 G with Go's own runtime/pprof profile, go-route 14.45 G against 12.35 G; both kinds at
+//! subtree weights, 11.32 G and 13.92 G; as now, 11.28 G and 12.24 G.
 //!
 //! Go's compiler builds its PGO call graph from the two leaf-most frames of each sample only
 //! (`cmd/internal/pgo`): the leaf is the callee, the frame under it the caller at the call line,
@@ -185,6 +187,20 @@ impl Summary {
     }
 }
 
+/// The weight of the lightest edge Go's compiler makes hot at `cdf_percent` among edges of
+/// `weights` (heaviest first), as [`Summary::go_hot_edges`] computes it.
+fn hot_floor(weights: &[i64], cdf_percent: f64) -> i64 {
+    let total = weights.iter().fold(0i64, |t, w| t.saturating_add(*w));
+    let mut cum = 0i64;
+    for w in weights {
+        cum = cum.saturating_add(*w);
+        if cum as f64 / total as f64 * 100.0 > cdf_percent {
+            return *w;
+        }
+    }
+    weights.last().copied().unwrap_or(1)
+}
+
 /// Whether `f` is a Go function: Go source, Go assembly, or (without a file) a Go symbol name
 /// such as `main.hashBlock` or `example.com/pkg.(*T).Method`.
 pub fn is_go_function(f: &FunctionRef) -> bool {
@@ -234,9 +250,11 @@ fn unusable(caller: &FunctionRef, callee: &FunctionRef) -> Option<&'static str> 
     }
 }
 
-/// Writes the decided call edges of `decisions`, and the `sampled` edges no decision names
-/// (in the decisions' weight units, see [`sampled_edges`]), to `path` as a gzipped pprof CPU
-/// profile for `go build -pgo=PATH`. Fails when no decision is a call between Go functions.
+/// Writes the decided call edges of `decisions` and the `sampled` edges (in the decisions'
+/// weight units, see [`sampled_edges`]) to `path` as a gzipped pprof CPU profile for
+/// `go build -pgo=PATH`: with samples, every edge at its sampled weight and a decided edge the
+/// samples lack at the lightest hot one; without, the decided edges at their own weights. Fails
+/// when no decision is a call between Go functions.
 pub fn write_go_profile(
     decisions: &Decisions,
     sampled: &[SampledEdge],
@@ -346,11 +364,11 @@ pub fn write_go_profile(
         };
         return Err(format!("{}: not written: {why}", path.display()));
     }
-    // The edges Go would read from the samples, where no decision names the edge already (a
-    // decided edge's weight covers the callee's whole subtree, at least the leaf's share).
-    let decided_edges: std::collections::BTreeSet<Edge> =
-        sites.keys().map(|(edge, _)| edge.clone()).collect();
-    let mut sampled_count = 0;
+    // With samples, Go's own weights (the callee's own samples) for every edge, and a
+    // decided edge gets the sampled weight of its edge, or, where the samples do not have it
+    // (the callee's time is all in its callees), the weight of the lightest edge Go's CDF
+    // makes hot: hot, without a subtree's weight crowding the leaf edges out of the CDF.
+    let mut usable: BTreeMap<Edge, &SampledEdge> = BTreeMap::new();
     for e in sampled {
         if e.weight <= 0 || unusable(&e.caller, &e.callee).is_some() {
             continue;
@@ -360,19 +378,42 @@ pub fn write_go_profile(
             callee: go_name(&e.callee).to_string(),
             line_offset: e.line_offset,
         };
-        if decided_edges.contains(&edge) {
-            continue;
+        usable.insert(edge, e);
+    }
+    let mut sampled_count = 0;
+    if !usable.is_empty() {
+        let mut weights: Vec<i64> = usable.values().map(|e| e.weight).collect();
+        weights.sort_unstable_by(|a, b| b.cmp(a));
+        let floor = hot_floor(&weights, GO_DEFAULT_CDF_PERCENT);
+        let mut merged: BTreeMap<(Edge, i64), Site<'_>> = BTreeMap::new();
+        for ((edge, _column), site) in sites {
+            let weight = usable.get(&edge).map_or(floor, |e| e.weight);
+            merged
+                .entry((edge, 0))
+                .and_modify(|s| {
+                    if s.source != site.source {
+                        s.source = Source::Both;
+                    }
+                })
+                .or_insert(Site { weight, ..site });
         }
-        sampled_count += 1;
-        sites.insert(
-            (edge, 0),
-            Site {
-                caller: &e.caller,
-                callee: &e.callee,
-                weight: e.weight,
-                source: Source::Samples,
-            },
-        );
+        for (edge, e) in usable {
+            let key = (edge, 0);
+            if merged.contains_key(&key) {
+                continue;
+            }
+            sampled_count += 1;
+            merged.insert(
+                key,
+                Site {
+                    caller: &e.caller,
+                    callee: &e.callee,
+                    weight: e.weight,
+                    source: Source::Samples,
+                },
+            );
+        }
+        sites = merged;
     }
 
     let mut b = ProfileBuilder::new(&[("samples", "count"), ("cpu", "nanoseconds")]);

@@ -340,10 +340,12 @@ fn sampled_edges_are_the_two_leaf_most_locations_as_go_reads_them() {
 }
 
 #[test]
-fn sampled_edges_join_the_decided_ones_unless_a_decision_names_the_edge() {
+fn with_samples_edges_weigh_what_go_would_read_and_decided_ones_are_at_least_hot() {
     let (run, work, _) = go_main();
     let scan = func("main.scan", "/src/main.go", 50);
-    // A decision for main.work -> main.scan at offset 4, the edge the samples also have.
+    // A decision for main.work -> main.scan at offset 4, the edge the samples also have (it
+    // keeps the samples' weight), and main.run -> main.work, which no sample's two leaf-most
+    // locations show (it gets the lightest hot weight: 5,000 of 11,000 passes 99%).
     let d = decisions(
         &[
             inline(&work, 4, &scan, 9_000),
@@ -369,8 +371,8 @@ fn sampled_edges_join_the_decided_ones_unless_a_decision_names_the_edge() {
     assert_eq!(
         got,
         [
-            ("main.run", "main.work", 10_000, Source::Inline),
-            ("main.work", "main.scan", 9_000, Source::Inline),
+            ("main.work", "main.scan", 6_000, Source::Inline),
+            ("main.run", "main.work", 5_000, Source::Inline),
             ("main.scan", "bytes.IndexByte", 5_000, Source::Samples),
         ]
     );
