@@ -386,18 +386,19 @@ pub fn parse_cachegrind(stderr: &str) -> Result<Counts, String> {
 }
 
 /// Counts `variant`: one run of `valgrind` [`CACHEGRIND`] `--cachegrind-out-file=OUT_FILE
-/// ARGS...` (`ARGS`: more options of valgrind's, then the command), its stdout and stderr
-/// written to `log`, and a line on stderr saying the counts or the error (`what` names the run
-/// in it).
+/// ARGS...` (`ARGS`: more options of valgrind's, then the command) with `env` added to the
+/// environment, its stdout and stderr written to `log`, and a line on stderr saying the counts
+/// or the error (`what` names the run in it).
 pub fn cachegrind(
     variant: &str,
     args: &[std::ffi::OsString],
+    env: &[(&str, &str)],
     out_file: &Path,
     log: &Path,
     what: &str,
 ) -> Result<Counts, String> {
     let start = Instant::now();
-    let counts = cachegrind_run(args, out_file, log, what);
+    let counts = cachegrind_run(args, env, out_file, log, what);
     eprintln!(
         "{}",
         counted_line(variant, &counts, start.elapsed().as_secs_f64())
@@ -407,6 +408,7 @@ pub fn cachegrind(
 
 fn cachegrind_run(
     args: &[std::ffi::OsString],
+    env: &[(&str, &str)],
     out_file: &Path,
     log: &Path,
     what: &str,
@@ -417,6 +419,7 @@ fn cachegrind_run(
         .args(CACHEGRIND)
         .arg(out_option)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run valgrind: {e}"))?;

