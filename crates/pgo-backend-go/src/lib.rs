@@ -5,14 +5,14 @@
 //!
 //! Go weighs an edge by the samples whose leaf is the callee (its hot call sites are calls to
 //! functions that spend time themselves, mostly small ones in loops), while a decided edge
-//! carries the time of the callee's whole subtree. Measured, Go's inliner does best with its
-//! own reading of our samples, and every way of adding our decided edges to it did worse: so
-//! with samples the profile holds the edges Go reads from them, at Go's weights, and the
-//! decided edges only where the samples have them. Decided edges alone at subtree weights:
-//! gofmt (Go 1.27's) executed 11.78 G instructions of its own code against 11.57 G with Go's own
-//! runtime/pprof profile, go-route 14.45 G against 12.35 G; both kinds at subtree weights
-//! 11.32 G and 13.92 G; decided ones at the lightest hot weight 11.28 G and 12.24 G; the
-//! samples' edges alone 11.28 G and 11.98 G.
+//! carries the time of the callee's whole subtree. Measured, Go's inliner does no better with
+//! our decided edges added to its own reading of our samples, and worse with them at subtree
+//! weights: so with samples the profile holds the edges Go reads from them, at Go's weights,
+//! and the decided edges only where the samples have them. Instructions with the collector off
+//! (`GOGC=off GOMAXPROCS=1`, which makes Go counts repeat): gofmt (Go 1.27's) plain 14.60 G,
+//! Go's own runtime/pprof profile 14.17 G, this 14.12 G; go-route 11.90, 11.63 and 11.49 G (Go's
+//! inliner on the raw samples: 11.49 G). Decided edges alone at subtree weights had lost to
+//! Go's own profile on gofmt (its own code 11.78 G against 11.57 G, collector on).
 //!
 //! Go's compiler builds its PGO call graph from the two leaf-most frames of each sample only
 //! (`cmd/internal/pgo`): the leaf is the callee, the frame under it the caller at the call line,
@@ -365,9 +365,9 @@ pub fn write_go_profile(
         return Err(format!("{}: not written: {why}", path.display()));
     }
     // With samples, every edge at Go's own weight from them (the callee's own samples), and
-    // a decided edge no sample shows at a leaf left out: at the weight of the lightest hot edge
-    // such edges cost go-route 2% and 8% of its instructions against the samples' edges alone
-    // (two profiles), at their subtree weights 16%; gofmt was the same either way.
+    // a decided edge no sample shows at a leaf left out: Go weighs a call by nothing else, and
+    // given a weight of their own such edges did not help (go-route 11.295 G at the lightest
+    // hot weight, 11.294 G left out, collector off).
     let mut usable: BTreeMap<Edge, &SampledEdge> = BTreeMap::new();
     for e in sampled {
         if e.weight <= 0 || unusable(&e.caller, &e.callee).is_some() {
@@ -567,7 +567,7 @@ impl Backend for Go {
         if summary.unsampled_decided > 0 {
             notes.push(format!(
                 "{} decided call edges are left out: no sample shows them at its leaf, which is \
-                 all Go weighs a call by, and given weight they made Go's inlining worse",
+                 all Go weighs a call by",
                 summary.unsampled_decided
             ));
         }
