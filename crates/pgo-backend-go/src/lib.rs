@@ -51,6 +51,17 @@ pub struct Edge {
     pub line_offset: i64,
 }
 
+impl Edge {
+    /// The edge Go's compiler names for a call from `caller` at `line_offset` to `callee`.
+    fn of(caller: &FunctionRef, callee: &FunctionRef, line_offset: i64) -> Edge {
+        Edge {
+            caller: go_name(caller).to_string(),
+            callee: go_name(callee).to_string(),
+            line_offset,
+        }
+    }
+}
+
 /// Where a written edge came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -300,14 +311,26 @@ pub fn write_go_profile(
     // An edge observed at one site (caller, callee, line, column) has one weight whichever
     // decisions name it; distinct columns of one line are distinct calls, which Go (by line)
     // sees as one edge of their summed weight.
+    // Its decisions are counted on it, so that the summary's counts (and the edge's source)
+    // follow from the edges written, whichever are merged or left out below.
     struct Site<'a> {
         caller: &'a FunctionRef,
         callee: &'a FunctionRef,
         weight: i64,
-        source: Source,
+        inline: usize,
+        devirtualize: usize,
+    }
+    impl Site<'_> {
+        fn source(&self) -> Source {
+            match (self.inline > 0, self.devirtualize > 0) {
+                (true, true) => Source::Both,
+                (true, false) => Source::Inline,
+                (false, true) => Source::Devirtualize,
+                (false, false) => Source::Samples,
+            }
+        }
     }
     let mut sites: BTreeMap<(Edge, i64), Site<'_>> = BTreeMap::new();
-    let (mut inline_decisions, mut devirtualize_targets) = (0, 0);
     for (caller, callee, line_offset, column, weight, source) in decided {
         if let Some(why) = unusable(caller, callee) {
             skipped.push(format!("{}: {why}", describe(caller, line_offset, callee)));
@@ -320,28 +343,23 @@ pub fn write_go_profile(
             ));
             continue;
         }
-        match source {
-            Source::Devirtualize => devirtualize_targets += 1,
-            _ => inline_decisions += 1,
-        }
-        let edge = Edge {
-            caller: go_name(caller).to_string(),
-            callee: go_name(callee).to_string(),
-            line_offset,
+        let (inline, devirtualize) = match source {
+            Source::Devirtualize => (0, 1),
+            _ => (1, 0),
         };
         sites
-            .entry((edge, column))
+            .entry((Edge::of(caller, callee, line_offset), column))
             .and_modify(|s| {
                 s.weight = s.weight.max(weight);
-                if s.source != source {
-                    s.source = Source::Both;
-                }
+                s.inline += inline;
+                s.devirtualize += devirtualize;
             })
             .or_insert(Site {
                 caller,
                 callee,
                 weight,
-                source,
+                inline,
+                devirtualize,
             });
     }
     if sites.is_empty() {
@@ -373,36 +391,21 @@ pub fn write_go_profile(
         if e.weight <= 0 || unusable(&e.caller, &e.callee).is_some() {
             continue;
         }
-        let edge = Edge {
-            caller: go_name(&e.caller).to_string(),
-            callee: go_name(&e.callee).to_string(),
-            line_offset: e.line_offset,
-        };
-        usable.insert(edge, e);
+        usable.insert(Edge::of(&e.caller, &e.callee, e.line_offset), e);
     }
-    let mut sampled_count = 0;
     let mut unsampled = 0;
     if !usable.is_empty() {
         let mut merged: BTreeMap<(Edge, i64), Site<'_>> = BTreeMap::new();
         for ((edge, _column), site) in sites {
             let Some(weight) = usable.get(&edge).map(|e| e.weight) else {
-                match site.source {
-                    Source::Devirtualize => devirtualize_targets -= 1,
-                    Source::Both => {
-                        devirtualize_targets -= 1;
-                        inline_decisions -= 1;
-                    }
-                    _ => inline_decisions -= 1,
-                }
                 unsampled += 1;
                 continue;
             };
             merged
                 .entry((edge, 0))
                 .and_modify(|s| {
-                    if s.source != site.source {
-                        s.source = Source::Both;
-                    }
+                    s.inline += site.inline;
+                    s.devirtualize += site.devirtualize;
                 })
                 .or_insert(Site { weight, ..site });
         }
@@ -411,14 +414,14 @@ pub fn write_go_profile(
             if merged.contains_key(&key) {
                 continue;
             }
-            sampled_count += 1;
             merged.insert(
                 key,
                 Site {
                     caller: &e.caller,
                     callee: &e.callee,
                     weight: e.weight,
-                    source: Source::Samples,
+                    inline: 0,
+                    devirtualize: 0,
                 },
             );
         }
@@ -473,9 +476,10 @@ pub fn write_go_profile(
         );
         b.add_sample(&[leaf, site_loc], &[site.weight, site.weight], &[])
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        let entry = by_edge.entry(edge.clone()).or_insert((0, site.source));
+        let source = site.source();
+        let entry = by_edge.entry(edge.clone()).or_insert((0, source));
         entry.0 = entry.0.saturating_add(site.weight);
-        if entry.1 != site.source {
+        if entry.1 != source {
             entry.1 = Source::Both;
         }
     }
@@ -492,13 +496,19 @@ pub fn write_go_profile(
         .collect();
     edges.sort_by(|a, b| b.weight.cmp(&a.weight).then_with(|| a.edge.cmp(&b.edge)));
     let total_weight = edges.iter().fold(0i64, |t, e| t.saturating_add(e.weight));
+    let inline_decisions = sites.values().map(|s| s.inline).sum();
+    let devirtualize_targets = sites.values().map(|s| s.devirtualize).sum();
+    let sampled_edges = sites
+        .values()
+        .filter(|s| s.source() == Source::Samples)
+        .count();
     Ok(Summary {
         path: path.to_path_buf(),
         edges,
         total_weight,
         inline_decisions,
         devirtualize_targets,
-        sampled_edges: sampled_count,
+        sampled_edges,
         unsampled_decided: unsampled,
         skipped,
         multi_target_sites,
