@@ -269,24 +269,21 @@ fn a_default_release_profile_gets_the_debug_info_pgo_needs_a_users_own_is_kept_a
         "{sections}"
     );
 
-    // A user's full debug info is theirs: pgo sets nothing.
+    // The same project with a release profile of its own.
     let manifest = std::fs::read_to_string(work.join("Cargo.toml")).unwrap();
-    std::fs::write(
-        work.join("Cargo.toml"),
-        manifest.clone() + "[profile.release]\ndebug = \"full\"\n",
-    )
-    .unwrap();
-    let err = build();
+    let build_with_release = |setting: &str| {
+        let text = format!("{manifest}[profile.release]\n{setting}\n");
+        std::fs::write(work.join("Cargo.toml"), text).unwrap();
+        build()
+    };
+
+    // A user's full debug info is theirs: pgo sets nothing.
+    let err = build_with_release("debug = \"full\"");
     assert!(!err.contains("CARGO_PROFILE_RELEASE_DEBUG"), "{err}");
 
     // A profile that strips symbols (as oxipng's and many release profiles do) would leave a
     // binary no profile can describe: pgo turns stripping off and says so.
-    std::fs::write(
-        work.join("Cargo.toml"),
-        manifest + "[profile.release]\nstrip = \"symbols\"\n",
-    )
-    .unwrap();
-    let err = build();
+    let err = build_with_release("strip = \"symbols\"");
     assert!(
         err.contains("CARGO_PROFILE_RELEASE_STRIP=none") && err.contains("strips debug info"),
         "{err}"
