@@ -323,10 +323,12 @@ fn declares(line: &str, name: &str, lang: Lang) -> bool {
                 .is_some_and(|r| r.starts_with([' ', '\t', '(']))
                 && mentions(t, name)
         }
-        // A derived impl's methods (`clone`, `eq`, `fmt`, prost's `merge_field`, ...) start
-        // at the `#[derive(...)]` line that generated them, whatever the derive macro names
-        // them.
-        Lang::Rust if line.contains("derive(") => true,
+        // Functions a macro wrote start at a line that does not name them: a derived impl's
+        // methods (`clone`, `eq`, prost's `merge_field`) at the `#[derive(...)]`, an attribute
+        // macro's (rhai's `#[export_module]`, `#[tokio::main]`) at the attribute, a
+        // `macro_rules!` body's at its `fn $name`, and an external crate's macro's at the
+        // invocation (rustc collapses their lines there).
+        Lang::Rust if macro_line(line) => true,
         Lang::Rust => mention_positions(line, name).any(|i| {
             let before = &line[..i];
             let before = before.strip_suffix("r#").unwrap_or(before).trim_end();
@@ -336,6 +338,68 @@ fn declares(line: &str, name: &str, lang: Lang) -> bool {
         }),
         Lang::Other => mentions(line, name),
     }
+}
+
+/// Whether a Rust line is where macro-written functions start: an attribute, a `macro_rules!`
+/// body's `fn $name` (or paste's `fn [<...>]`), or a line that begins with a macro invocation
+/// (`name!(`, `path::name! {`).
+fn macro_line(line: &str) -> bool {
+    let t = line.trim_start();
+    if line.contains("derive(") {
+        return true;
+    }
+    if let Some(attr) = t.strip_prefix("#[") {
+        // Built-in attributes write no functions, and a function that moved down by a line
+        // often leaves its own `#[inline]` on its old start line.
+        const BUILT_IN: &[&str] = &[
+            "inline",
+            "cold",
+            "must_use",
+            "cfg",
+            "cfg_attr",
+            "allow",
+            "warn",
+            "deny",
+            "expect",
+            "forbid",
+            "doc",
+            "test",
+            "track_caller",
+            "no_mangle",
+            "unsafe",
+            "export_name",
+            "link_section",
+            "target_feature",
+            "repr",
+            "deprecated",
+            "rustfmt",
+            "clippy",
+            "non_exhaustive",
+            "automatically_derived",
+            "optimize",
+            "coverage",
+            "ignore",
+            "should_panic",
+            "used",
+            "naked",
+        ];
+        let name = attr
+            .trim_start()
+            .split(|c: char| !(is_ident_char(c) || c == ':'))
+            .next()
+            .unwrap_or("");
+        return !name.is_empty() && !BUILT_IN.contains(&name);
+    }
+    if line.contains("fn $") || line.contains("fn [<") {
+        return true;
+    }
+    let head = t
+        .find(|c: char| !(is_ident_char(c) || c == ':'))
+        .map_or(t, |end| &t[..end]);
+    !head.is_empty()
+        && t[head.len()..]
+            .strip_prefix('!')
+            .is_some_and(|r| r.trim_start().starts_with(['(', '{', '[']))
 }
 
 fn is_ident_char(c: char) -> bool {
@@ -791,6 +855,31 @@ mod tests {
         assert!(!declares("    let f = Fn hot;", "hot", Lang::Rust));
         assert!(!declares("    let f = afn hot;", "hot", Lang::Rust));
         assert!(declares("    x = hot(y);", "hot", Lang::Other));
+    }
+
+    #[test]
+    fn lines_where_macros_write_functions_declare_them() {
+        let rust = |line: &str| declares(line, "call", Lang::Rust);
+        assert!(rust("#[derive(Clone, Debug)]"));
+        assert!(rust("#[export_module(manifest)]"), "an attribute macro");
+        assert!(rust("    #[tokio::main]"));
+        assert!(
+            rust("        fn $name(x: u64) -> u64 { x }"),
+            "a macro_rules body"
+        );
+        assert!(rust("    pub fn [<get_ $field>](&self) {"), "paste");
+        assert!(rust("thread_local! {"), "an external macro's invocation");
+        assert!(rust("    bitflags::bitflags! ["));
+        assert!(rust("make!(alpha);"));
+        assert!(!rust("    let y = other(x);"));
+        assert!(!rust("    if !(a && b) {"));
+        assert!(!rust("    x != y;"));
+        assert!(!rust("    let v = vec![call];"), "a macro in an expression");
+        assert!(
+            !rust("    #[inline(always)]"),
+            "a built-in attribute: the function moved below it"
+        );
+        assert!(!rust("#[cfg(test)]"));
     }
 
     #[test]
