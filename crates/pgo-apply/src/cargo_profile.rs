@@ -18,6 +18,10 @@ pub struct CargoBuild {
     pub profile: String,
     /// `--manifest-path`, when given.
     pub manifest_path: Option<PathBuf>,
+    /// `--bin NAME`s, when given: the programs the user asked for.
+    pub bins: Vec<String>,
+    /// `--target-dir`, when given.
+    pub target_dir: Option<PathBuf>,
     /// False when the command is not `cargo` itself (a script or make that may run it): then
     /// the profile is assumed to be `release`.
     pub from_command: bool,
@@ -30,6 +34,8 @@ pub fn cargo_build(command: &[impl AsRef<OsStr>]) -> CargoBuild {
     let assumed = CargoBuild {
         profile: "release".into(),
         manifest_path: None,
+        bins: Vec::new(),
+        target_dir: None,
         from_command: false,
     };
     let args: Vec<&str> = command
@@ -68,6 +74,8 @@ pub fn cargo_build(command: &[impl AsRef<OsStr>]) -> CargoBuild {
     }
     .to_string();
     let mut manifest_path = None;
+    let mut bins = Vec::new();
+    let mut target_dir = None;
     while i < rest.len() {
         let a = rest[i];
         let value = |name: &str| -> Option<(String, usize)> {
@@ -93,6 +101,12 @@ pub fn cargo_build(command: &[impl AsRef<OsStr>]) -> CargoBuild {
         } else if let Some((v, n)) = value("--manifest-path") {
             manifest_path = Some(PathBuf::from(v));
             i += n;
+        } else if let Some((v, n)) = value("--bin") {
+            bins.push(v);
+            i += n;
+        } else if let Some((v, n)) = value("--target-dir") {
+            target_dir = Some(PathBuf::from(v));
+            i += n;
         } else {
             i += 1;
         }
@@ -100,6 +114,8 @@ pub fn cargo_build(command: &[impl AsRef<OsStr>]) -> CargoBuild {
     CargoBuild {
         profile,
         manifest_path,
+        bins,
+        target_dir,
         from_command: true,
     }
 }
@@ -362,6 +378,18 @@ mod tests {
         let b = build(&["cargo", "build", "-r", "--manifest-path", "a/Cargo.toml"]);
         assert_eq!(b.manifest_path, Some(PathBuf::from("a/Cargo.toml")));
         assert!(b.from_command);
+        let b = build(&[
+            "cargo",
+            "build",
+            "-r",
+            "--bin",
+            "app",
+            "--bin=tool",
+            "--target-dir",
+            "/t",
+        ]);
+        assert_eq!(b.bins, ["app", "tool"]);
+        assert_eq!(b.target_dir, Some(PathBuf::from("/t")));
         let m = build(&["make", "all"]);
         assert_eq!(m.profile, "release");
         assert!(!m.from_command);

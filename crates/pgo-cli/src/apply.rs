@@ -1,9 +1,12 @@
 //! `pgo apply`: profile → (decisions) → backend plan → build with the merged environment.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::SystemTime;
 
 use clap::Args;
+use pgo_apply::built_program;
 use pgo_backend::{Backend, Language, Plan, Request, Target};
 use pgo_profile::{Error, ProfileView};
 use serde_json::json;
@@ -27,7 +30,8 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "BIN")]
     binary: Option<PathBuf>,
     /// The binary the build produces (checked against the profile after the build; BOLT
-    /// rewrites it). Default: the profiled binary's file name under target/release/.
+    /// rewrites it). Default: for cargo, the program the build linked (the `--bin` named, or
+    /// the profiled binary's name, when it linked several); else the `-o FILE` of the command.
     #[arg(long, value_name = "BIN")]
     output_binary: Option<PathBuf>,
     /// Where the backend's files go.
@@ -171,10 +175,11 @@ fn profiled_binary(profile: &pgo_profile::Profile) -> Option<PathBuf> {
     (!build_id.is_empty() && bin.build_id() == build_id).then_some(path)
 }
 
-/// Where the build puts the program: the `-o FILE` of the build command (go build, cc); for
-/// cargo, where it puts the profiled program's name (`target/<profile dir>/NAME` under the
-/// workdir or CARGO_TARGET_DIR); for other build commands (make, scripts), a file of that
-/// name in the workdir, where it exists.
+/// Where the build will put the program: the `-o FILE` of the build command (go build, cc);
+/// for cargo, the `--bin` it names (or the profiled program's name) in Cargo's directory for
+/// the profile (`target/<profile dir>/`, the target directory as `cargo metadata` resolves it);
+/// for other build commands (make, scripts), a file of the profiled program's name in the
+/// workdir, where it exists. After the build, [`find_built`] looks at what was linked.
 fn guess_output_binary(
     profile: &pgo_profile::Profile,
     command: &[String],
@@ -185,25 +190,78 @@ fn guess_output_binary(
     {
         return Some(workdir.join(out));
     }
-    let (path, _) = main_binary(profile)?;
-    let name = path.file_name()?;
+    let profiled = main_binary(profile).and_then(|(p, _)| p.file_name().map(OsString::from));
     let cargo = pgo_apply::cargo_profile::cargo_build(command);
-    if !cargo.from_command {
+    if !cargo.from_command
+        && let Some(name) = &profiled
+    {
         let here = workdir.join(name);
         if here.is_file() {
             return Some(here);
         }
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workdir.join("target"));
-    // Cargo's directory for a profile: dev and test build into `debug`, bench into `release`.
-    let dir = match cargo.profile.as_str() {
-        "dev" | "test" => "debug",
-        "bench" => "release",
-        other => other,
+    let name = match cargo.bins.as_slice() {
+        [one] => OsString::from(one),
+        _ => profiled?,
     };
-    Some(target.join(dir).join(name))
+    let target =
+        built_program::cargo_target_dir(&cargo, workdir).unwrap_or_else(|| workdir.join("target"));
+    Some(
+        target
+            .join(built_program::profile_dir(&cargo.profile))
+            .join(name),
+    )
+}
+
+/// The program the build that started at `since` made: `--output-binary`; the `-o FILE` of
+/// the command; for cargo, the one program it linked since then (the `--bin` asked for, or
+/// the profiled program's name, when it linked several); else `guess`, where it exists.
+/// `Err` says why none was found.
+fn find_built(
+    a: &ApplyArgs,
+    profile: &pgo_profile::Profile,
+    workdir: &Path,
+    since: SystemTime,
+    guess: Option<&Path>,
+) -> Result<PathBuf, String> {
+    if let Some(p) = &a.output_binary {
+        let p = workdir.join(p);
+        return if p.exists() {
+            Ok(p)
+        } else {
+            Err(format!("--output-binary {} does not exist", p.display()))
+        };
+    }
+    let cargo = pgo_apply::cargo_profile::cargo_build(&a.command);
+    if cargo.from_command
+        && !a.command.iter().any(|x| x == "-o")
+        && let Some(target) = built_program::cargo_target_dir(&cargo, workdir)
+    {
+        let linked = built_program::linked_since(
+            &built_program::program_dirs(&target, &cargo.profile),
+            since,
+        );
+        let profiled = main_binary(profile).and_then(|(p, _)| p.file_name().map(OsString::from));
+        match built_program::pick(&linked, &cargo.bins, profiled.as_deref()) {
+            Ok(p) => return Ok(p),
+            Err(several) if several.len() > 1 => {
+                let names: Vec<String> = several.iter().map(|p| p.display().to_string()).collect();
+                return Err(format!(
+                    "the build linked {} programs ({}); give --output-binary to name the one \
+                     the profile describes",
+                    names.len(),
+                    names.join(", ")
+                ));
+            }
+            // Nothing relinked (the build was up to date): the program is where it was.
+            Err(_) => {}
+        }
+    }
+    match guess {
+        Some(p) if p.exists() => Ok(p.to_path_buf()),
+        Some(p) => Err(format!("{} does not exist", p.display())),
+        None => Err("the profile names no program to look for".into()),
+    }
 }
 
 pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
@@ -356,21 +414,17 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
             &workdir,
             &a.command,
         )?;
+        let since = SystemTime::now();
         let code = run_build(&a.command, Some(&merged), a.json)?;
         if code != 0 {
             eprintln!("pgo: the names build failed (exit {code})");
             return Ok(code);
         }
-        let built = output_binary
-            .as_deref()
-            .filter(|p| p.exists())
-            .ok_or_else(|| {
+        let built =
+            find_built(&a, &profile, &workdir, since, output_binary.as_deref()).map_err(|why| {
                 Error::new(
-                    output_binary
-                        .as_deref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_else(|| "the built binary".into()),
-                    "the names build produced no binary here; give --output-binary BIN",
+                    "the names build",
+                    format!("cannot find the program it built: {why}; give --output-binary BIN"),
                 )
             })?;
         // The build with the profile overwrites it: keep a copy.
@@ -378,7 +432,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
             .join("names-build")
             .join(built.file_name().unwrap_or_default());
         std::fs::create_dir_all(copy.parent().unwrap_or(&out_dir))
-            .and_then(|()| std::fs::copy(built, &copy))
+            .and_then(|()| std::fs::copy(&built, &copy))
             .map_err(|e| Error::new(&copy, e.to_string()))?;
         backend = backend_for(&a, "rustc", Some(copy))?;
     }
@@ -409,6 +463,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
         return Ok(0);
     }
 
+    let since = SystemTime::now();
     let code = if a.command.is_empty() {
         0
     } else {
@@ -419,21 +474,18 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
         return Ok(code);
     }
     let mut after = Vec::new();
-    match output_binary.as_deref().filter(|p| p.exists()) {
-        Some(bin) => {
+    let built = find_built(&a, &profile, &workdir, since, output_binary.as_deref());
+    match &built {
+        Ok(bin) => {
             let extra = backend
                 .after_build(&request, bin)
                 .map_err(|e| Error::new(format!("backend {}", backend.name()), e))?;
             run_post_build(&plan, bin)?;
             after.push(extra);
         }
-        None => eprintln!(
-            "pgo: note: the built binary was not found ({}); give --output-binary to check it \
-             against the profile",
-            output_binary
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "unknown".into())
+        Err(why) => eprintln!(
+            "pgo: note: the built program was not checked against the profile: {why}; give \
+             --output-binary BIN"
         ),
     }
     for p in &after {
@@ -446,7 +498,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
             &plan,
             &merged.vars,
             fresh,
-            output_binary.as_deref(),
+            built.as_deref().ok(),
             &after,
         ))?;
     } else {

@@ -141,6 +141,61 @@ fn rustc_backend_rebuilds_with_the_profile_and_the_compiler_follows_it() {
 }
 
 #[test]
+fn a_build_in_a_workspace_member_finds_the_program_cargo_linked() {
+    // The profile is of a plain build elsewhere (legacy names: pgo builds once more to learn
+    // the new names, and needs that build's program). Run from a workspace member, Cargo
+    // links into the workspace root's target directory, not the member's: pgo must find the
+    // program there without --output-binary, for the names build and for the check after.
+    let (plain, profile) = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let member = checkout(&ws);
+    let manifest = std::fs::read_to_string(member.join("Cargo.toml")).unwrap();
+    std::fs::write(
+        member.join("Cargo.toml"),
+        manifest.replace("\n[workspace]\n", "\n"),
+    )
+    .unwrap();
+    std::fs::rename(member.join("Cargo.lock"), ws.join("Cargo.lock")).unwrap();
+    std::fs::write(
+        ws.join("Cargo.toml"),
+        "[workspace]\nmembers = [\"analyze-rust\"]\nresolver = \"3\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgo"))
+        .current_dir(&member)
+        .args(["apply", "--json", "--profile"])
+        .arg(profile)
+        .args(["--", "cargo", "build", "--release"])
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTC_BOOTSTRAP")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("names build"), "{err}");
+    let summary: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let built = ws.join("target/release/analyze-rust");
+    assert_eq!(
+        summary["binary"].as_str(),
+        Some(built.to_str().unwrap()),
+        "{summary}"
+    );
+    assert!(
+        summary["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().is_some_and(|n| n.contains("exist by name"))),
+        "the built program was not checked against the profile: {summary}"
+    );
+    assert_eq!(checksum_of(&built, &[]), checksum_of(plain, &[]));
+}
+
+#[test]
 fn dry_run_prints_the_environment_and_builds_nothing() {
     let (_, profile) = fixture();
     let dir = tempfile::tempdir().unwrap();
