@@ -399,6 +399,36 @@ fn a_crashing_program_still_gets_a_profile_and_its_status_is_passed_on() {
 }
 
 #[test]
+fn a_program_built_without_debug_info_is_named_at_collection() {
+    // Cargo's default release profile has no line tables: a profile of such a build names
+    // functions only. The user hears it when collecting, not after training and two builds.
+    let _turn = cpu_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("workloads-nodebug");
+    let status = Command::new("cc")
+        .args(["-O1", "-fno-omit-frame-pointer", "-pthread", "-o"])
+        .arg(&bare)
+        .arg(root().join("fixtures/collect-c/workloads.c"))
+        .status()
+        .expect("cc runs");
+    assert!(status.success());
+    let out = dir.path().join("p.pb.gz");
+    let o = pgo(&[&"collect", &"-o", &out, &"--", &bare, &"exit", &"0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("workloads-nodebug: 100% of its samples have no source line")
+            && err.contains("--allow-missing"),
+        "{err}"
+    );
+    // The same program with -g: no such warning.
+    let with_lines = c_fixture(dir.path());
+    let o = pgo(&[&"collect", &"-o", &out, &"--", &with_lines, &"exit", &"0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("no source line"), "{}", stderr(&o));
+}
+
+#[test]
 fn ctrl_c_stops_the_program_and_writes_the_profile() {
     let _turn = cpu_turn();
     let dir = tempfile::tempdir().unwrap();

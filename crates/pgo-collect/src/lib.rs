@@ -225,6 +225,7 @@ pub fn collect(
             summary.lost
         ));
     }
+    warnings.extend(lineless_program_warning(&profile));
     Ok(Collected {
         profile,
         summary,
@@ -232,5 +233,39 @@ pub fn collect(
         unwind_reason,
         warnings,
         processing,
+    })
+}
+
+/// A warning when most samples in the program's own code have no source line: it was built
+/// without debug info (Cargo's default release profile), so the profile names functions but
+/// not their lines or inlined calls, which is what `pgo apply` builds from. Said at collection,
+/// before the user trains on it and builds twice.
+fn lineless_program_warning(profile: &Profile) -> Option<String> {
+    let view = pgo_profile::ProfileView::new(profile);
+    let main = view.main_mapping()?;
+    let (mut total, mut lineless) = (0i64, 0i64);
+    for sample in &profile.sample {
+        let weight = sample.value.first().copied().unwrap_or(0).max(0);
+        let Some(leaf) = sample.location_id.first().and_then(|id| view.location(*id)) else {
+            continue;
+        };
+        if leaf.mapping_id != main.id {
+            continue;
+        }
+        total += weight;
+        if leaf.line.iter().all(|l| l.line <= 0) {
+            lineless += weight;
+        }
+    }
+    (total > 0 && lineless * 2 > total).then(|| {
+        format!(
+            "{}: {:.0}% of its samples have no source line: it was built without debug info, \
+             so this profile names functions but not their lines or inlined calls, which \
+             `pgo apply` builds from; profile a build with line tables (`pgo apply \
+             --allow-missing -- cargo build --release` makes one; or `debug = \"limited\"` \
+             in the Cargo profile, `-g` for C)",
+            view.str(main.filename),
+            100.0 * lineless as f64 / total as f64
+        )
     })
 }
