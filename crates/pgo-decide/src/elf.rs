@@ -91,6 +91,34 @@ impl ElfFacts {
     }
 }
 
+/// Which blocks lie on a cycle of the control-flow graph (a loop): those in a strongly
+/// connected component of more than one block, or with an edge to themselves. A branch to an
+/// earlier address is not enough: compilers often place the shared epilogue before the code
+/// that jumps to it.
+fn blocks_on_cycles(cfg: &pgo_binary::Cfg) -> Vec<bool> {
+    let mut graph = petgraph::graph::DiGraph::<(), ()>::with_capacity(cfg.blocks.len(), 0);
+    let nodes: Vec<_> = (0..cfg.blocks.len()).map(|_| graph.add_node(())).collect();
+    let mut on_cycle = vec![false; cfg.blocks.len()];
+    for (i, b) in cfg.blocks.iter().enumerate() {
+        for &(s, _) in &b.successors {
+            if s == i {
+                on_cycle[i] = true;
+            }
+            if let Some(&to) = nodes.get(s) {
+                graph.add_edge(nodes[i], to, ());
+            }
+        }
+    }
+    for scc in petgraph::algo::tarjan_scc(&graph) {
+        if scc.len() > 1 {
+            for n in scc {
+                on_cycle[n.index()] = true;
+            }
+        }
+    }
+    on_cycle
+}
+
 impl BinaryFacts for ElfFacts {
     fn contains(&self, binary: &str) -> bool {
         self.names.contains(binary)
@@ -100,15 +128,33 @@ impl BinaryFacts for ElfFacts {
         self.binary.function_by_name(linkage_name).map(|f| f.size)
     }
 
-    fn has_loop(&self, linkage_name: &str) -> Option<bool> {
+    fn loop_share(&self, linkage_name: &str, samples: &[(u64, &MappedFile, i64)]) -> Option<f64> {
         let function = self.binary.function_by_name(linkage_name)?;
         let cfg = self.binary.cfg(function).ok()?;
-        Some(
-            cfg.blocks
-                .iter()
-                .enumerate()
-                .any(|(i, b)| b.successors.iter().any(|&(s, _)| s <= i)),
-        )
+        let on_cycle = blocks_on_cycles(&cfg);
+        let (mut total, mut looping) = (0i64, 0i64);
+        for &(address, m, weight) in samples {
+            if !self.names.contains(&m.file) {
+                continue;
+            }
+            let Some(b) = self
+                .svma(address, m.start, m.file_offset)
+                .and_then(|svma| cfg.block_of(svma))
+            else {
+                continue;
+            };
+            total += weight.max(0);
+            if on_cycle[b] {
+                looping += weight.max(0);
+            }
+        }
+        Some(if total > 0 {
+            looping as f64 / total as f64
+        } else if on_cycle.contains(&true) {
+            1.0
+        } else {
+            0.0
+        })
     }
 
     fn call_at(&self, address: u64, mapping: &MappedFile) -> Option<CallKind> {
@@ -181,5 +227,48 @@ impl BinaryFacts for ElfFacts {
             order.hot_len,
             reason,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgo_binary::{Block, Cfg, EdgeKind, FunctionSym, Terminator};
+
+    fn block(start: u64, successors: &[usize], terminator: Terminator) -> Block {
+        Block {
+            start,
+            end: start + 4,
+            instructions: 1,
+            successors: successors.iter().map(|&s| (s, EdgeKind::Jump)).collect(),
+            calls: Vec::new(),
+            terminator,
+        }
+    }
+
+    #[test]
+    fn only_blocks_on_a_cycle_are_loops_not_jumps_back_to_a_shared_epilogue() {
+        use Terminator::*;
+        // 0: switch-like entry; 1: the shared epilogue, placed before the arms that jump
+        // back to it; 2: an arm; 3-4: an arm with a loop; 5: a block that branches to itself.
+        let cfg = Cfg {
+            function: FunctionSym {
+                name: "f".into(),
+                start: 0,
+                size: 24,
+            },
+            blocks: vec![
+                block(0, &[2, 3, 5], Branch),
+                block(4, &[], Return),
+                block(8, &[1], Jump),
+                block(12, &[4], Fallthrough),
+                block(16, &[3, 1], Branch),
+                block(20, &[5, 1], Branch),
+            ],
+        };
+        assert_eq!(
+            blocks_on_cycles(&cfg),
+            [false, false, false, true, true, true]
+        );
     }
 }

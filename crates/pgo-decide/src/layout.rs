@@ -131,11 +131,7 @@ pub(crate) fn decide_layout(g: &CallGraph, binary: Option<&dyn BinaryFacts>) -> 
                 .then_with(|| g.graph[x].linkage_name.cmp(&g.graph[y].linkage_name))
         });
         for n in candidates {
-            let samples: Vec<(u64, &pgo_graph::MappedFile, i64)> = g.graph[n]
-                .addresses
-                .iter()
-                .filter_map(|s| Some((s.address, g.mapping(s.mapping)?, s.weight)))
-                .collect();
+            let samples = crate::sampled(g, n);
             if let Some((order, hot_blocks, reason)) =
                 b.block_layout(&g.graph[n].linkage_name, &samples)
             {

@@ -37,8 +37,10 @@ pub trait BinaryFacts {
     fn contains(&self, binary: &str) -> bool;
     /// Size in bytes of the function's code.
     fn function_size(&self, linkage_name: &str) -> Option<u64>;
-    /// Whether the function's code has a loop (a branch back to an earlier block).
-    fn has_loop(&self, linkage_name: &str) -> Option<bool>;
+    /// The share (0 to 1) of the function's sampled addresses (`samples`, as for
+    /// [`BinaryFacts::block_layout`]) in blocks on a loop of its code: how much of its own time
+    /// it spends iterating. Without samples in it, 1 when it has a loop at all, else 0.
+    fn loop_share(&self, linkage_name: &str, samples: &[(u64, &MappedFile, i64)]) -> Option<f64>;
     /// The call instruction that returns to runtime `address` in `mapping` (a return address
     /// from the profile).
     fn call_at(&self, address: u64, mapping: &MappedFile) -> Option<CallKind>;
@@ -72,6 +74,19 @@ fn same_build(
 ) -> bool {
     let (a, b) = (&g.graph[caller].binary, &g.graph[callee].binary);
     a == b && binary.is_none_or(|facts| facts.contains(a))
+}
+
+/// A callee that spends at least this share of its own samples in loop blocks is one whose
+/// time goes to iterating: inlining it saves one call per loop, not per iteration.
+const LOOPING_SHARE: f64 = 0.5;
+
+/// The sampled addresses of `n`'s own code, as [`BinaryFacts`] takes them.
+fn sampled(g: &CallGraph, n: NodeIndex) -> Vec<(u64, &MappedFile, i64)> {
+    g.graph[n]
+        .addresses
+        .iter()
+        .filter_map(|s| Some((s.address, g.mapping(s.mapping)?, s.weight)))
+        .collect()
 }
 
 /// Whether a node stands for real code we can name (not a bare address).
@@ -231,7 +246,11 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
                 "hot call ({share:.1}% of samples) the profiled build already inlined; keep it inlined"
             )
         } else {
-            let loops = binary.and_then(|b| b.has_loop(&g.graph[callee].linkage_name));
+            // Loops that the samples do not run (a drop glue's loop over a vector variant,
+            // when the hot variants need no drop) do not count.
+            let loops = binary
+                .and_then(|b| b.loop_share(&g.graph[callee].linkage_name, &sampled(g, callee)))
+                .map(|share| share >= LOOPING_SHARE);
             let very_hot = share >= settings.inline_very_hot_share_percent;
             match callee_bytes {
                 Some(bytes) if bytes > limit => continue,

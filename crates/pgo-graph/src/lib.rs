@@ -33,12 +33,20 @@ pub struct Function {
     pub cum_weight: i64,
     /// The strongly connected component it belongs to.
     pub scc: usize,
-    /// Part of a cycle of calls (including calling itself).
+    /// Part of a cycle of calls (including calling itself) that the samples recurse through:
+    /// summed over the cycle's members, at least [`RECURSIVE_MIN_SHARE`] of their cumulative
+    /// weight is in stacks that hold the member twice or more.
     pub recursive: bool,
+    /// Weight of samples whose stack holds this function at least twice.
+    pub recursive_weight: i64,
     /// Sampled instruction addresses in this function's own code (including code inlined into
     /// it), with their weight, ascending by address: where in the function the time went.
     pub addresses: Vec<SampledAddress>,
 }
+
+/// The share of a function's cumulative weight in stacks that hold it twice or more from
+/// which its cycle counts as recursive (see [`Function::recursive`]).
+pub const RECURSIVE_MIN_SHARE: f64 = 0.10;
 
 /// A sampled instruction address (runtime), in one of the graph's mappings, with its weight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -188,6 +196,7 @@ impl CallGraph {
                                     cum_weight: 0,
                                     scc: 0,
                                     recursive: false,
+                                    recursive_weight: 0,
                                     addresses: Vec::new(),
                                 })
                             });
@@ -240,6 +249,8 @@ impl CallGraph {
         let mut node_stamp: Vec<usize> = vec![usize::MAX; graph.node_count()];
         let mut self_weight: Vec<i64> = vec![0; graph.node_count()];
         let mut cum_weight: Vec<i64> = vec![0; graph.node_count()];
+        let mut recursion_stamp: Vec<usize> = vec![usize::MAX; graph.node_count()];
+        let mut recursive_weight: Vec<i64> = vec![0; graph.node_count()];
         let mut edge_stamp: Vec<usize> = Vec::new();
         let mut edge_weight: Vec<i64> = Vec::new();
         let mut edge_leaf_weight: Vec<i64> = Vec::new();
@@ -278,6 +289,9 @@ impl CallGraph {
                 if node_stamp[node] != si {
                     node_stamp[node] = si;
                     cum_weight[node] += v;
+                } else if recursion_stamp[node] != si {
+                    recursion_stamp[node] = si;
+                    recursive_weight[node] += v;
                 }
             }
             for (depth, pair) in frames.windows(2).enumerate() {
@@ -349,6 +363,7 @@ impl CallGraph {
         for n in graph.node_indices() {
             graph[n].self_weight = self_weight[n.index()];
             graph[n].cum_weight = cum_weight[n.index()];
+            graph[n].recursive_weight = recursive_weight[n.index()];
         }
         for e in graph.edge_indices() {
             graph[e].weight = edge_weight.get(e.index()).copied().unwrap_or(0);
@@ -378,10 +393,17 @@ impl CallGraph {
                 .return_addresses
                 .sort_by(|a, b| b.weight.cmp(&a.weight).then(a.address.cmp(&b.address)));
         }
-        // Recursion: components with more than one function, or a function calling itself.
+        // Recursion: components with more than one function, or a function calling itself,
+        // where the samples do recurse. A cycle the program rarely goes round (dropping a
+        // value that holds an array of values drops values again) is no reason to treat its
+        // members as recursive: inlining them stays worth it.
         for (i, component) in petgraph::algo::tarjan_scc(&graph).into_iter().enumerate() {
-            let cyclic =
-                component.len() > 1 || graph.find_edge(component[0], component[0]).is_some();
+            let (again, all) = component.iter().fold((0i64, 0i64), |(r, c), &n| {
+                (r + graph[n].recursive_weight, c + graph[n].cum_weight)
+            });
+            let cyclic = (component.len() > 1
+                || graph.find_edge(component[0], component[0]).is_some())
+                && again as f64 >= RECURSIVE_MIN_SHARE * all as f64;
             for n in component {
                 graph[n].scc = i;
                 graph[n].recursive = cyclic;
@@ -514,5 +536,61 @@ impl CallGraph {
         } else {
             100.0 * weight as f64 / self.total as f64
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgo_profile::{FunctionInfo, LineInfo, LocationId, ProfileBuilder};
+
+    /// A profile of `main → drop_value` stacks, `recursing` of which go round the cycle
+    /// `drop_value → drop_array → drop_value` once, and `plain` that do not.
+    fn drops(recursing: i64, plain: i64) -> CallGraph {
+        let mut b = ProfileBuilder::new(&[("samples", "count")]);
+        let mut loc = |name: &str, line: i64| -> LocationId {
+            let f = b.function(FunctionInfo {
+                name,
+                system_name: name,
+                filename: "src/main.rs",
+                start_line: line,
+            });
+            b.location(
+                None,
+                0,
+                &[LineInfo {
+                    function: f,
+                    line: line + 1,
+                    column: 0,
+                }],
+            )
+        };
+        let (main, value, array) = (loc("main", 1), loc("drop_value", 10), loc("drop_array", 20));
+        b.add_sample(&[value, main], &[plain], &[]).unwrap();
+        b.add_sample(&[value, array, value, main], &[recursing], &[])
+            .unwrap();
+        CallGraph::build(&b.build(), 0)
+    }
+
+    fn recursive(g: &CallGraph, name: &str) -> bool {
+        let n = g
+            .graph
+            .node_indices()
+            .find(|&n| g.graph[n].name == name)
+            .unwrap();
+        g.graph[n].recursive
+    }
+
+    #[test]
+    fn a_cycle_counts_as_recursive_only_when_the_samples_go_round_it() {
+        // 3 samples in 100 drop an array of values: the cycle is there, but rare.
+        let rare = drops(3, 97);
+        assert!(!recursive(&rare, "drop_value"));
+        assert!(!recursive(&rare, "drop_array"));
+        // Half of them: a recursive structure.
+        let often = drops(50, 50);
+        assert!(recursive(&often, "drop_value"));
+        assert!(recursive(&often, "drop_array"));
+        assert!(!recursive(&often, "main"));
     }
 }
