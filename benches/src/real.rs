@@ -10,7 +10,11 @@
 //!   `CFLAGS`: pgo reaches its compiles through `CCC_OVERRIDE_OPTIONS`), compressing and
 //!   decompressing;
 //! - pulldown-cmark 0.13.6 (a CommonMark parser; Rust, from crates.io), its binary turning a
-//!   20 MB Markdown document into HTML, tables on (`-T`).
+//!   20 MB Markdown document into HTML, tables on (`-T`);
+//! - rhai 1.27.0 (an embedded scripting language; Rust, from crates.io, release profile
+//!   `lto = "fat"`, `codegen-units = 1`), its `rhai-run` binary (`--bin rhai-run --features
+//!   bin-features`) running scripts: training runs recursion, a sieve, string keys and a sort;
+//!   the measured scripts float matrices, a Collatz search, closures and string building.
 //!
 //! The inputs are generated deterministically (`WORK/inputs`, written once); each program has a
 //! `train.sh` and a `measure.sh` (`WORK/<program>/`, taking the binary as `$1`), whose filters,
@@ -93,7 +97,7 @@ use serde_json::json;
 
 const USAGE: &str = "usage: real-bench PGO [--reps N] [--program NAME]... [--no-counts] \
                      [--json F] [--markdown F] [--work DIR]\n  programs: jaq, ripgrep, bzip2, \
-                     pulldown-cmark (default: all)";
+                     pulldown-cmark, rhai (default: all)";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Lang {
@@ -111,11 +115,13 @@ struct Spec {
     /// The directory the archive extracts to.
     dir: &'static str,
     binary: &'static str,
+    /// Arguments after `cargo build --release` (which binary, which features).
+    cargo_args: &'static [&'static str],
     /// What `measure.sh` does, for the report.
     measure: &'static str,
 }
 
-const PROGRAMS: [Spec; 4] = [
+const PROGRAMS: [Spec; 5] = [
     Spec {
         name: "jaq",
         version: "2.3.0",
@@ -124,6 +130,7 @@ const PROGRAMS: [Spec; 4] = [
         sha256: "39a7f4f0fd783acbb5c9db103f7f68484b933cfb8fe0aefc65f8f395ea6cbeb3",
         dir: "jaq-2.3.0",
         binary: "jaq",
+        cargo_args: &[],
         measure: "four filters over data.json (200,000 records), each a jaq process",
     },
     Spec {
@@ -134,6 +141,7 @@ const PROGRAMS: [Spec; 4] = [
         sha256: "f77b8032dc584527975f34aa5a897d0ef5a785573fda778771a614ff9da501d9",
         dir: "ripgrep-14.1.1",
         binary: "rg",
+        cargo_args: &[],
         measure: "five `rg -j1 -c` searches over corpus/ (3,000 files)",
     },
     Spec {
@@ -144,6 +152,7 @@ const PROGRAMS: [Spec; 4] = [
         sha256: "ab5a03176ee106d3f0fa90e381da478ddae405918153cca248e682cd0c4a2269",
         dir: "bzip2-1.0.8",
         binary: "bzip2",
+        cargo_args: &[],
         measure: "compress corpus.txt, decompress it (cksum of the output)",
     },
     Spec {
@@ -154,8 +163,69 @@ const PROGRAMS: [Spec; 4] = [
         sha256: "3db2be46835f013dd3f4fa7f5f7402c537787b54ebb6fe2b94bbdd7e2669bb7b",
         dir: "pulldown-cmark-0.13.6",
         binary: "pulldown-cmark",
+        cargo_args: &[],
         measure: "measure.md (20 MB of Markdown) to HTML with tables on (cksum of the output)",
     },
+    Spec {
+        name: "rhai",
+        version: "1.27.0",
+        lang: Lang::Rust,
+        url: "https://static.crates.io/crates/rhai/rhai-1.27.0.crate",
+        sha256: "c3925b784c0bee6542637e425ed7511a63257bf11b7ecf51ffd845e2d24d9163",
+        dir: "rhai-1.27.0",
+        binary: "rhai-run",
+        cargo_args: &["--bin", "rhai-run", "--features", "bin-features"],
+        measure: "two rhai scripts (float matrices; Collatz, closures, maps, strings), cksum of \
+                  their output",
+    },
+];
+
+/// rhai scripts run in training: recursion, array indexing in loops, string-keyed maps, sort.
+const RHAI_TRAIN: [(&str, &str); 3] = [
+    (
+        "train-fib.rhai",
+        "fn fib(n) { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } }\nprint(fib(28));\n",
+    ),
+    (
+        "train-sieve.rhai",
+        "let n = 400000;\nlet sieve = [];\nsieve.pad(n + 1, true);\n\
+         sieve[0] = false; sieve[1] = false;\nlet i = 2;\nwhile i * i <= n {\n\
+         if sieve[i] { let j = i * i; while j <= n { sieve[j] = false; j += i; } }\n\
+         i += 1;\n}\nlet count = 0;\nfor x in sieve { if x { count += 1; } }\nprint(count);\n",
+    ),
+    (
+        "train-words.rhai",
+        "let words = [];\nfor i in 0..100000 { words.push(\"w\" + (i * 7919 % 1000).to_string()); }\n\
+         let counts = #{};\n\
+         for w in words { if w in counts { counts[w] += 1; } else { counts[w] = 1; } }\n\
+         let s = \"\";\nfor k in counts.keys() { if counts[k] > 5 { s += k; s += \",\"; } }\n\
+         print(s.len);\nlet arr = [];\nfor i in 0..80000 { arr.push((i * 31337) % 10007); }\n\
+         arr.sort();\nprint(arr[100]);\n",
+    ),
+];
+
+/// rhai scripts measured: what training ran little (floats, closures, `%`, interpolation).
+const RHAI_MEASURE: [(&str, &str); 2] = [
+    (
+        "measure-matrix.rhai",
+        "fn mat_mul(a, b, n) {\n  let c = [];\n  for i in 0..n {\n    let row = [];\n\
+         for j in 0..n {\n      let s = 0.0;\n      for k in 0..n { s += a[i][k] * b[k][j]; }\n\
+         row.push(s);\n    }\n    c.push(row);\n  }\n  c\n}\nlet n = 60;\nlet a = []; let b = [];\n\
+         for i in 0..n { let r = []; let q = [];\n\
+         for j in 0..n { r.push((i + j).to_float()); q.push((i - j).to_float()); }\n\
+         a.push(r); b.push(q); }\nlet c = mat_mul(a, b, n);\nprint(c[3][5]);\n",
+    ),
+    (
+        "measure-mix.rhai",
+        "fn collatz(x) { let steps = 0; while x != 1 { if x % 2 == 0 { x /= 2; } else { x = 3 * x + 1; } steps += 1; } steps }\n\
+         let best = 0; let arg = 0;\n\
+         for i in 1..9000 { let s = collatz(i); if s > best { best = s; arg = i; } }\nprint(arg);\n\
+         let v = [];\nfor i in 0..3000 { v.push(i); }\n\
+         let r = v.map(|x| x * 3).filter(|x| x % 2 == 0).reduce(|sum, x| sum + x, 0);\nprint(r);\n\
+         let m = #{};\nfor i in 0..3000 { m[\"k\" + (i % 300)] = i; }\nlet total = 0;\n\
+         for k in m.keys() { total += m[k]; }\nprint(total);\nlet text = \"\";\n\
+         for i in 0..2000 { text += `${i}-`; }\nprint(text.split(\"-\").len);\n",
+    ),
 ];
 
 /// Variables of the caller's environment that would change a build, besides `BUILD_VARS`.
@@ -616,6 +686,17 @@ fn markdown(mix: &MarkdownMix, bytes: usize) -> String {
     s
 }
 
+/// Writes the rhai scripts under `inputs/rhai`: small, and rewritten every run so that they
+/// follow this file.
+fn ensure_rhai_scripts(inputs: &Path) -> Result<(), String> {
+    let rhai = inputs.join("rhai");
+    std::fs::create_dir_all(&rhai).map_err(|e| format!("cannot create {}: {e}", rhai.display()))?;
+    for (name, text) in RHAI_TRAIN.iter().chain(&RHAI_MEASURE) {
+        try_write_atomic(&rhai.join(name), text.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// Generates the inputs that are missing.
 fn ensure_inputs(inputs: &Path) -> Result<(), String> {
     std::fs::create_dir_all(inputs)
@@ -632,6 +713,7 @@ fn ensure_inputs(inputs: &Path) -> Result<(), String> {
         );
         write_corpus(inputs)?;
     }
+    ensure_rhai_scripts(inputs)?;
     for (name, mix) in [
         ("train.md", &MARKDOWN_TRAIN),
         ("measure.md", &MARKDOWN_MEASURE),
@@ -685,6 +767,20 @@ fn scripts(spec: &Spec, inputs: &Path, tmp: &Path) -> (String, String) {
             (
                 script(&lines(&RG_TRAIN, true)),
                 script(&lines(&RG_MEASURE, false)),
+            )
+        }
+        "rhai" => {
+            let run = |(name, _): &(&str, &str)| {
+                format!("\"$1\" {}", path_word(&inputs.join("rhai").join(name)))
+            };
+            let train: Vec<String> = RHAI_TRAIN
+                .iter()
+                .map(|s| format!("{} > /dev/null", run(s)))
+                .collect();
+            let all: Vec<String> = RHAI_MEASURE.iter().map(run).collect();
+            (
+                script(&train),
+                script(&checksum_of(&all.join(" && "), "the scripts' output")),
             )
         }
         "pulldown-cmark" => {
@@ -830,11 +926,18 @@ impl Program<'_> {
     }
 
     /// The project's own build command, with `cc` as the C compiler.
+    /// `cargo build --release --quiet` and the program's own arguments.
+    fn build_words(spec: &Spec) -> Vec<String> {
+        ["cargo", "build", "--release", "--quiet"]
+            .iter()
+            .chain(spec.cargo_args)
+            .map(|a| a.to_string())
+            .collect()
+    }
+
     fn build_command(&self, cc: &str) -> Vec<OsString> {
         let words: Vec<String> = match self.spec.lang {
-            Lang::Rust => ["cargo", "build", "--release", "--quiet"]
-                .map(String::from)
-                .to_vec(),
+            Lang::Rust => Self::build_words(self.spec),
             Lang::C => vec![
                 "make".into(),
                 "-s".into(),
@@ -1714,6 +1817,53 @@ mod tests {
         let per_kb = |doc: &str, needle: &str| doc.matches(needle).count() * 1000 / doc.len();
         assert!(per_kb(&train, "](https://") < per_kb(&measure, "](https://"));
         assert!(per_kb(&train, " *") < per_kb(&measure, " *"));
+    }
+
+    #[test]
+    fn rhai_scripts_run_every_script_and_checksum_what_the_measured_ones_print() {
+        let dir = std::env::temp_dir().join(format!("real-bench-rhai-{}", std::process::id()));
+        fresh_dir(&dir).unwrap();
+        ensure_rhai_scripts(&dir).unwrap();
+        let spec = PROGRAMS.iter().find(|s| s.name == "rhai").unwrap();
+        assert_eq!(
+            Program::build_words(spec),
+            [
+                "cargo",
+                "build",
+                "--release",
+                "--quiet",
+                "--bin",
+                "rhai-run",
+                "--features",
+                "bin-features"
+            ]
+        );
+        let (train, measure) = scripts(spec, &dir, &dir);
+        for (name, _) in &RHAI_TRAIN {
+            assert!(train.contains(name), "{train}");
+        }
+        let measure_sh = dir.join("measure.sh");
+        std::fs::write(&measure_sh, &measure).unwrap();
+        let run = |bin: &str| {
+            Command::new("sh")
+                .arg(&measure_sh)
+                .arg(bin)
+                .stderr(Stdio::null())
+                .output()
+                .unwrap()
+        };
+        // `cat` prints the scripts themselves: the checksum covers both, in order.
+        let cat = run("cat");
+        assert!(cat.status.success());
+        let both: String = RHAI_MEASURE.iter().map(|(_, text)| *text).collect();
+        let cksum = Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s' {} | cksum", sq(&both)))
+            .output()
+            .unwrap();
+        assert_eq!(cat.stdout, cksum.stdout);
+        assert!(!run("false").status.success());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
