@@ -29,8 +29,8 @@ fn main() -> ExitCode {
                  fixtures      regenerate profiles/ from fixtures/ (needs go, gcc, perf)\n  \
                  bench [inspect|analyze|collect|speedup|dogfood|real|all] [--quick]\n                \
                  benchmarks against the anchor tools, same run (see BENCHMARKS.md); `real`\n                \
-                 (jaq, ripgrep, bzip2, pulldown-cmark downloaded and built; not in `all`) takes\n                \
-                 [--program NAME]...; `speedup` and `real` also count instructions and\n                \
+                 (jaq, ripgrep, bzip2, pulldown-cmark, rhai downloaded and built; not in `all`)\n                \
+                 takes [--program NAME]...; `speedup` and `real` also count instructions and\n                \
                  mispredicts under valgrind's cachegrind (installed if missing; speedup: about 13\n                \
                  more minutes, 10 with --quick); --no-counts skips it\n  \
                  refresh-profile  re-record profiles/pgo-self.pb.gz (pgo analyzing a large profile)"
@@ -617,7 +617,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     }
     if which == "real" {
         eprintln!(
-            "\n== Real programs: jaq, ripgrep, bzip2 and pulldown-cmark built plainly, with \
+            "\n== Real programs: jaq, ripgrep, bzip2, pulldown-cmark and rhai built plainly, with \
              instrumentation PGO and through pgo apply, interleaved"
         );
         // valgrind: the deterministic counts (cachegrind), unless they are turned off.
