@@ -1819,6 +1819,20 @@ mod tests {
         assert!(per_kb(&train, " *") < per_kb(&measure, " *"));
     }
 
+    /// Writes `measure` to `dir/measure.sh`; the closure runs it with `$1` set to `bin`.
+    fn measure_runner(dir: &Path, measure: &str) -> impl Fn(&str) -> std::process::Output {
+        let measure_sh = dir.join("measure.sh");
+        std::fs::write(&measure_sh, measure).unwrap();
+        move |bin| {
+            Command::new("sh")
+                .arg(&measure_sh)
+                .arg(bin)
+                .stderr(Stdio::null())
+                .output()
+                .unwrap()
+        }
+    }
+
     #[test]
     fn rhai_scripts_run_every_script_and_checksum_what_the_measured_ones_print() {
         let dir = std::env::temp_dir().join(format!("real-bench-rhai-{}", std::process::id()));
@@ -1842,16 +1856,7 @@ mod tests {
         for (name, _) in &RHAI_TRAIN {
             assert!(train.contains(name), "{train}");
         }
-        let measure_sh = dir.join("measure.sh");
-        std::fs::write(&measure_sh, &measure).unwrap();
-        let run = |bin: &str| {
-            Command::new("sh")
-                .arg(&measure_sh)
-                .arg(bin)
-                .stderr(Stdio::null())
-                .output()
-                .unwrap()
-        };
+        let run = measure_runner(&dir, &measure);
         // `cat` prints the scripts themselves: the checksum covers both, in order.
         let cat = run("cat");
         assert!(cat.status.success());
@@ -1884,16 +1889,7 @@ mod tests {
             2,
             "{train}"
         );
-        let measure_sh = dir.join("measure.sh");
-        std::fs::write(&measure_sh, &measure).unwrap();
-        let run = |bin: &str| {
-            Command::new("sh")
-                .arg(&measure_sh)
-                .arg(bin)
-                .stderr(Stdio::null())
-                .output()
-                .unwrap()
-        };
+        let run = measure_runner(&dir, &measure);
         // `cat -T` shows tabs as ^I: the checksum is of what the program printed.
         let cat = run("cat");
         assert!(cat.status.success());
