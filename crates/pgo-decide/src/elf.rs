@@ -89,6 +89,20 @@ impl ElfFacts {
         self.info
             .svma_for_runtime_address(address, mapping_start, file_offset)
     }
+
+    /// `samples` in this binary, as (SVMA, weight).
+    fn svma_samples(&self, samples: &[(u64, &MappedFile, i64)]) -> Vec<(u64, u64)> {
+        samples
+            .iter()
+            .filter(|(_, m, _)| self.names.contains(&m.file))
+            .filter_map(|&(address, m, weight)| {
+                Some((
+                    self.svma(address, m.start, m.file_offset)?,
+                    weight.max(0) as u64,
+                ))
+            })
+            .collect()
+    }
 }
 
 /// Which blocks lie on a cycle of the control-flow graph (a loop): those in a strongly
@@ -169,6 +183,24 @@ impl BinaryFacts for ElfFacts {
         })
     }
 
+    fn sampled_size(&self, linkage_name: &str, samples: &[(u64, &MappedFile, i64)]) -> Option<u64> {
+        let function = self.binary.function_by_name(linkage_name)?;
+        let cfg = self.binary.cfg(function).ok()?;
+        let svma_samples = self.svma_samples(samples);
+        if svma_samples.is_empty() {
+            return None;
+        }
+        let counts = cfg.infer_counts(&svma_samples);
+        Some(
+            cfg.blocks
+                .iter()
+                .zip(&counts.block)
+                .filter(|(_, count)| **count > 0.0)
+                .map(|(b, _)| b.end - b.start)
+                .sum(),
+        )
+    }
+
     fn block_layout(
         &self,
         linkage_name: &str,
@@ -179,16 +211,7 @@ impl BinaryFacts for ElfFacts {
         if cfg.blocks.len() < 2 {
             return None;
         }
-        let svma_samples: Vec<(u64, u64)> = samples
-            .iter()
-            .filter(|(_, m, _)| self.names.contains(&m.file))
-            .filter_map(|&(address, m, weight)| {
-                Some((
-                    self.svma(address, m.start, m.file_offset)?,
-                    weight.max(0) as u64,
-                ))
-            })
-            .collect();
+        let svma_samples = self.svma_samples(samples);
         if svma_samples.is_empty() {
             return None;
         }

@@ -41,6 +41,9 @@ pub trait BinaryFacts {
     /// [`BinaryFacts::block_layout`]) in blocks on a loop of its code: how much of its own time
     /// it spends iterating. Without samples in it, 1 when it has a loop at all, else 0.
     fn loop_share(&self, linkage_name: &str, samples: &[(u64, &MappedFile, i64)]) -> Option<f64>;
+    /// Bytes of the function's blocks that the samples run (inferred counts above zero): the
+    /// part of it that matters where it is inlined. `None` without samples in it.
+    fn sampled_size(&self, linkage_name: &str, samples: &[(u64, &MappedFile, i64)]) -> Option<u64>;
     /// The call instruction that returns to runtime `address` in `mapping` (a return address
     /// from the profile).
     fn call_at(&self, address: u64, mapping: &MappedFile) -> Option<CallKind>;
@@ -252,16 +255,33 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
                 .and_then(|b| b.loop_share(&g.graph[callee].linkage_name, &sampled(g, callee)))
                 .map(|share| share >= LOOPING_SHARE);
             let very_hot = share >= settings.inline_very_hot_share_percent;
+            // A large callee whose sampled part is small (an interpreter's variable lookup:
+            // 9 of its 124 blocks run) is inlined for that part, up to the very-hot size.
+            let sampled_bytes = match callee_bytes {
+                Some(bytes) if bytes > limit => binary
+                    .and_then(|b| {
+                        b.sampled_size(&g.graph[callee].linkage_name, &sampled(g, callee))
+                    })
+                    .filter(|&hot| {
+                        hot <= limit && bytes <= settings.inline_max_callee_bytes_very_hot
+                    }),
+                _ => None,
+            };
             match callee_bytes {
-                Some(bytes) if bytes > limit => continue,
+                Some(bytes) if bytes > limit && sampled_bytes.is_none() => continue,
                 // Its time is spent iterating inside; inlining would save one call per loop.
                 // Not so at a very hot site: a callee called that often runs its loops briefly
                 // (a lexer's scan of one token), and inlined, the caller's use of its result
                 // folds into it (the parser's match on the token the lexer just built).
                 _ if loops == Some(true) && !very_hot => continue,
-                Some(bytes) => format!(
-                    "hot call ({share:.1}% of samples), callee {bytes} bytes within the {limit}-byte budget"
-                ),
+                Some(bytes) => match sampled_bytes {
+                    Some(hot) => format!(
+                        "hot call ({share:.1}% of samples), callee {bytes} bytes of which the samples run {hot}, within the {limit}-byte budget"
+                    ),
+                    None => format!(
+                        "hot call ({share:.1}% of samples), callee {bytes} bytes within the {limit}-byte budget"
+                    ),
+                },
                 None => format!(
                     "hot call ({share:.1}% of samples); callee size unknown (no binary), admitted by heat alone"
                 ),
@@ -445,3 +465,114 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
 
 pub mod elf;
 mod layout;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgo_profile::{FunctionInfo, LineInfo, MappingInfo, ProfileBuilder};
+
+    /// A binary whose functions all have `size` bytes, of which the samples run `sampled`.
+    struct Sized {
+        size: u64,
+        sampled: u64,
+    }
+
+    impl BinaryFacts for Sized {
+        fn contains(&self, binary: &str) -> bool {
+            binary == "/bin/app"
+        }
+        fn function_size(&self, _: &str) -> Option<u64> {
+            Some(self.size)
+        }
+        fn loop_share(&self, _: &str, _: &[(u64, &MappedFile, i64)]) -> Option<f64> {
+            Some(0.0)
+        }
+        fn sampled_size(&self, _: &str, _: &[(u64, &MappedFile, i64)]) -> Option<u64> {
+            Some(self.sampled)
+        }
+        fn call_at(&self, _: u64, _: &MappedFile) -> Option<CallKind> {
+            Some(CallKind::Direct)
+        }
+        fn block_layout(
+            &self,
+            _: &str,
+            _: &[(u64, &MappedFile, i64)],
+        ) -> Option<(Vec<u64>, usize, String)> {
+            None
+        }
+    }
+
+    /// `eval` calls `lookup` (1 sample in 30 in it, 3.3%: hot, not very hot) and `rest`.
+    fn graph() -> CallGraph {
+        let mut b = ProfileBuilder::new(&[("samples", "count")]);
+        let app = b.mapping(MappingInfo {
+            memory_start: 0x1000,
+            memory_limit: 0x9000,
+            filename: "/bin/app",
+            has_functions: true,
+            ..Default::default()
+        });
+        let mut loc = |name: &str, address: u64, line: i64| {
+            let f = b.function(FunctionInfo {
+                name,
+                system_name: name,
+                filename: "src/main.rs",
+                start_line: 10 * address as i64,
+            });
+            b.location(
+                Some(app),
+                0x1000 + address,
+                &[LineInfo {
+                    function: f,
+                    line,
+                    column: 0,
+                }],
+            )
+        };
+        let (eval_a, eval_b) = (loc("eval", 1, 11), loc("eval", 2, 12));
+        let (lookup, rest) = (loc("lookup", 3, 31), loc("rest", 4, 41));
+        b.add_sample(&[lookup, eval_a], &[1], &[]).unwrap();
+        b.add_sample(&[rest, eval_b], &[29], &[]).unwrap();
+        CallGraph::build(&b.build(), 0)
+    }
+
+    fn inlines_lookup(facts: &Sized) -> Option<String> {
+        decide(&graph(), Some(facts), &Settings::default())
+            .inline
+            .into_iter()
+            .find(|d| d.callee.name == "lookup")
+            .map(|d| d.reason)
+    }
+
+    #[test]
+    fn a_large_callee_is_inlined_at_a_hot_site_when_the_part_the_samples_run_is_small() {
+        let small = inlines_lookup(&Sized {
+            size: 300,
+            sampled: 300,
+        });
+        assert!(small.is_some_and(|r| r.contains("300 bytes within")));
+        // 2,771 bytes, 167 of them run: an interpreter's variable lookup.
+        let reason = inlines_lookup(&Sized {
+            size: 2771,
+            sampled: 167,
+        })
+        .expect("inlined for its sampled part");
+        assert!(reason.contains("of which the samples run 167"), "{reason}");
+        // Most of it runs: too big.
+        assert_eq!(
+            inlines_lookup(&Sized {
+                size: 2771,
+                sampled: 2000,
+            }),
+            None
+        );
+        // Past the very-hot size, however little of it runs.
+        assert_eq!(
+            inlines_lookup(&Sized {
+                size: 20_000,
+                sampled: 100,
+            }),
+            None
+        );
+    }
+}
