@@ -175,92 +175,117 @@ fn profiled_binary(profile: &pgo_profile::Profile) -> Option<PathBuf> {
     (!build_id.is_empty() && bin.build_id() == build_id).then_some(path)
 }
 
-/// Where the build will put the program: the `-o FILE` of the build command (go build, cc);
-/// for cargo, the `--bin` it names (or the profiled program's name) in Cargo's directory for
-/// the profile (`target/<profile dir>/`, the target directory as `cargo metadata` resolves it);
-/// for other build commands (make, scripts), a file of the profiled program's name in the
-/// workdir, where it exists. After the build, [`find_built`] looks at what was linked.
-fn guess_output_binary(
-    profile: &pgo_profile::Profile,
-    command: &[String],
-    workdir: &Path,
-) -> Option<PathBuf> {
-    if let Some(i) = command.iter().position(|a| a == "-o")
-        && let Some(out) = command.get(i + 1)
-    {
-        return Some(workdir.join(out));
-    }
-    let profiled = main_binary(profile).and_then(|(p, _)| p.file_name().map(OsString::from));
-    let cargo = pgo_apply::cargo_profile::cargo_build(command);
-    if !cargo.from_command
-        && let Some(name) = &profiled
-    {
-        let here = workdir.join(name);
-        if here.is_file() {
-            return Some(here);
-        }
-    }
-    let name = match cargo.bins.as_slice() {
-        [one] => OsString::from(one),
-        _ => profiled?,
-    };
-    let target =
-        built_program::cargo_target_dir(&cargo, workdir).unwrap_or_else(|| workdir.join("target"));
-    Some(
-        target
-            .join(built_program::profile_dir(&cargo.profile))
-            .join(name),
-    )
+/// Where to look for the program a build makes, worked out once per `pgo apply` (for cargo,
+/// `cargo metadata` runs once).
+struct ProgramLookup {
+    /// `--output-binary` or the command's `-o FILE`, with the words that name it in errors.
+    named: Option<(PathBuf, &'static str)>,
+    /// The profiled program's file name.
+    profiled: Option<OsString>,
+    cargo: pgo_apply::cargo_profile::CargoBuild,
+    /// Cargo's target directory as `cargo metadata` resolves it (none when a file is named).
+    target_dir: Option<PathBuf>,
+    workdir: PathBuf,
 }
 
-/// The program the build that started at `since` made: `--output-binary`; the `-o FILE` of
-/// the command; for cargo, the one program it linked since then (the `--bin` asked for, or
-/// the profiled program's name, when it linked several); else `guess`, where it exists.
-/// `Err` says why none was found.
-fn find_built(
-    a: &ApplyArgs,
-    profile: &pgo_profile::Profile,
-    workdir: &Path,
-    since: SystemTime,
-    guess: Option<&Path>,
-) -> Result<PathBuf, String> {
-    if let Some(p) = &a.output_binary {
-        let p = workdir.join(p);
-        return if p.exists() {
-            Ok(p)
-        } else {
-            Err(format!("--output-binary {} does not exist", p.display()))
+impl ProgramLookup {
+    fn new(a: &ApplyArgs, profile: &pgo_profile::Profile, workdir: &Path) -> ProgramLookup {
+        let dash_o = a
+            .command
+            .iter()
+            .position(|x| x == "-o")
+            .and_then(|i| a.command.get(i + 1));
+        let named = match (&a.output_binary, dash_o) {
+            (Some(p), _) => Some((workdir.join(p), "--output-binary ")),
+            (None, Some(out)) => Some((workdir.join(out), "")),
+            (None, None) => None,
         };
-    }
-    let cargo = pgo_apply::cargo_profile::cargo_build(&a.command);
-    if cargo.from_command
-        && !a.command.iter().any(|x| x == "-o")
-        && let Some(target) = built_program::cargo_target_dir(&cargo, workdir)
-    {
-        let linked = built_program::linked_since(
-            &built_program::program_dirs(&target, &cargo.profile),
-            since,
-        );
-        let profiled = main_binary(profile).and_then(|(p, _)| p.file_name().map(OsString::from));
-        match built_program::pick(&linked, &cargo.bins, profiled.as_deref()) {
-            Ok(p) => return Ok(p),
-            Err(several) if several.len() > 1 => {
-                let names: Vec<String> = several.iter().map(|p| p.display().to_string()).collect();
-                return Err(format!(
-                    "the build linked {} programs ({}); give --output-binary to name the one \
-                     the profile describes",
-                    names.len(),
-                    names.join(", ")
-                ));
-            }
-            // Nothing relinked (the build was up to date): the program is where it was.
-            Err(_) => {}
+        let cargo = pgo_apply::cargo_profile::cargo_build(&a.command);
+        let target_dir = named
+            .is_none()
+            .then(|| built_program::cargo_target_dir(&cargo, workdir))
+            .flatten();
+        ProgramLookup {
+            named,
+            profiled: main_binary(profile).and_then(|(p, _)| p.file_name().map(OsString::from)),
+            cargo,
+            target_dir,
+            workdir: workdir.to_path_buf(),
         }
     }
-    match guess {
-        Some(p) if p.exists() => Ok(p.to_path_buf()),
-        Some(p) => Err(format!("{} does not exist", p.display())),
-        None => Err("the profile names no program to look for".into()),
+
+    /// Where the build will put the program, before it runs: the named file; for cargo, the
+    /// `--bin` it names (or the profiled program's name) in Cargo's directory for the profile
+    /// (`target/<profile dir>/`); for other build commands (make, scripts), a file of the
+    /// profiled program's name in the workdir, where it exists. After the build, [`Self::find`]
+    /// looks at what was linked.
+    fn expected(&self) -> Option<PathBuf> {
+        if let Some((p, _)) = &self.named {
+            return Some(p.clone());
+        }
+        if !self.cargo.from_command
+            && let Some(name) = &self.profiled
+        {
+            let here = self.workdir.join(name);
+            if here.is_file() {
+                return Some(here);
+            }
+        }
+        let name = match self.cargo.bins.as_slice() {
+            [one] => OsString::from(one),
+            _ => self.profiled.clone()?,
+        };
+        let target = self
+            .target_dir
+            .clone()
+            .unwrap_or_else(|| self.workdir.join("target"));
+        Some(
+            target
+                .join(built_program::profile_dir(&self.cargo.profile))
+                .join(name),
+        )
+    }
+
+    /// The program the build that started at `since` made: the named file; for cargo, the one
+    /// program it linked since then (the `--bin` asked for, or the profiled program's name,
+    /// when it linked several); else [`Self::expected`], where it exists. `Err` says why none
+    /// was found.
+    fn find(&self, since: SystemTime) -> Result<PathBuf, String> {
+        if let Some((p, label)) = &self.named {
+            return if p.exists() {
+                Ok(p.clone())
+            } else {
+                Err(format!("{label}{} does not exist", p.display()))
+            };
+        }
+        if self.cargo.from_command
+            && let Some(target) = &self.target_dir
+        {
+            let linked = built_program::linked_since(
+                &built_program::program_dirs(target, &self.cargo.profile),
+                since,
+            );
+            match built_program::pick(&linked, &self.cargo.bins, self.profiled.as_deref()) {
+                Ok(p) => return Ok(p),
+                Err(several) if several.len() > 1 => {
+                    let names: Vec<String> =
+                        several.iter().map(|p| p.display().to_string()).collect();
+                    return Err(format!(
+                        "the build linked {} programs ({}); give --output-binary to name the \
+                         one the profile describes",
+                        names.len(),
+                        names.join(", ")
+                    ));
+                }
+                // Nothing relinked (the build was up to date): the program is where it was.
+                Err(_) => {}
+            }
+        }
+        match self.expected() {
+            Some(p) if p.exists() => Ok(p),
+            Some(p) => Err(format!("{} does not exist", p.display())),
+            None => Err("the profile names no program to look for".into()),
+        }
     }
 }
 
@@ -386,11 +411,8 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
 
     let out_dir = workdir.join(&a.out_dir).join(backend.name());
     std::fs::create_dir_all(&out_dir).map_err(|e| Error::new(&out_dir, e.to_string()))?;
-    let output_binary = a
-        .output_binary
-        .clone()
-        .map(|p| workdir.join(p))
-        .or_else(|| guess_output_binary(&profile, &a.command, &workdir));
+    let lookup = ProgramLookup::new(&a, &profile, &workdir);
+    let output_binary = lookup.expected();
     let target = Target {
         language: guess_language(&backend_name, &a.command),
         build_command: a.command.clone(),
@@ -420,13 +442,12 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
             eprintln!("pgo: the names build failed (exit {code})");
             return Ok(code);
         }
-        let built =
-            find_built(&a, &profile, &workdir, since, output_binary.as_deref()).map_err(|why| {
-                Error::new(
-                    "the names build",
-                    format!("cannot find the program it built: {why}; give --output-binary BIN"),
-                )
-            })?;
+        let built = lookup.find(since).map_err(|why| {
+            Error::new(
+                "the names build",
+                format!("cannot find the program it built: {why}; give --output-binary BIN"),
+            )
+        })?;
         // The build with the profile overwrites it: keep a copy.
         let copy = out_dir
             .join("names-build")
@@ -474,7 +495,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
         return Ok(code);
     }
     let mut after = Vec::new();
-    let built = find_built(&a, &profile, &workdir, since, output_binary.as_deref());
+    let built = lookup.find(since);
     match &built {
         Ok(bin) => {
             let extra = backend
