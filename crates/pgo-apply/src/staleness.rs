@@ -383,23 +383,23 @@ fn macro_line(line: &str) -> bool {
             "used",
             "naked",
         ];
-        let name = attr
-            .trim_start()
-            .split(|c: char| !(is_ident_char(c) || c == ':'))
-            .next()
-            .unwrap_or("");
+        let name = path_head(attr.trim_start());
         return !name.is_empty() && !BUILT_IN.contains(&name);
     }
     if line.contains("fn $") || line.contains("fn [<") {
         return true;
     }
-    let head = t
-        .find(|c: char| !(is_ident_char(c) || c == ':'))
-        .map_or(t, |end| &t[..end]);
+    let head = path_head(t);
     !head.is_empty()
         && t[head.len()..]
             .strip_prefix('!')
             .is_some_and(|r| r.trim_start().starts_with(['(', '{', '[']))
+}
+
+/// The path `s` starts with (`tokio::main` of `tokio::main]`), empty when none.
+fn path_head(s: &str) -> &str {
+    s.find(|c: char| !(is_ident_char(c) || c == ':'))
+        .map_or(s, |end| &s[..end])
 }
 
 fn is_ident_char(c: char) -> bool {

@@ -146,20 +146,14 @@ impl BinaryFacts for ElfFacts {
         let function = self.binary.function_by_name(linkage_name)?;
         let cfg = self.binary.cfg(function).ok()?;
         let on_cycle = blocks_on_cycles(&cfg);
-        let (mut total, mut looping) = (0i64, 0i64);
-        for &(address, m, weight) in samples {
-            if !self.names.contains(&m.file) {
-                continue;
-            }
-            let Some(b) = self
-                .svma(address, m.start, m.file_offset)
-                .and_then(|svma| cfg.block_of(svma))
-            else {
+        let (mut total, mut looping) = (0u64, 0u64);
+        for (svma, weight) in self.svma_samples(samples) {
+            let Some(b) = cfg.block_of(svma) else {
                 continue;
             };
-            total += weight.max(0);
+            total += weight;
             if on_cycle[b] {
-                looping += weight.max(0);
+                looping += weight;
             }
         }
         Some(if total > 0 {

@@ -251,17 +251,16 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
         } else {
             // Loops that the samples do not run (a drop glue's loop over a vector variant,
             // when the hot variants need no drop) do not count.
+            let callee_samples = sampled(g, callee);
             let loops = binary
-                .and_then(|b| b.loop_share(&g.graph[callee].linkage_name, &sampled(g, callee)))
+                .and_then(|b| b.loop_share(&g.graph[callee].linkage_name, &callee_samples))
                 .map(|share| share >= LOOPING_SHARE);
             let very_hot = share >= settings.inline_very_hot_share_percent;
             // A large callee whose sampled part is small (an interpreter's variable lookup:
             // 9 of its 124 blocks run) is inlined for that part, up to the very-hot size.
             let sampled_bytes = match callee_bytes {
                 Some(bytes) if bytes > limit => binary
-                    .and_then(|b| {
-                        b.sampled_size(&g.graph[callee].linkage_name, &sampled(g, callee))
-                    })
+                    .and_then(|b| b.sampled_size(&g.graph[callee].linkage_name, &callee_samples))
                     .filter(|&hot| {
                         hot <= limit && bytes <= settings.inline_max_callee_bytes_very_hot
                     }),
