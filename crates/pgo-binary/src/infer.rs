@@ -17,13 +17,15 @@
 //!    `T -> S` closes the circulation. The cost of a block is piecewise linear in `f_b`:
 //!    `COST_DEC * (w_b - f_b)` below the observation and `COST_INC * (f_b - w_b)` above it
 //!    (`COST_INC_ZERO` for blocks without samples, slightly more than raising a sampled block,
-//!    so cold code stays cold unless a path needs it). A taken conditional branch costs
-//!    `COST_TAKEN` per unit (compilers lay out the likely successor as fall-through), which
-//!    only breaks ties. The minimum-cost circulation is computed exactly with primal-dual
-//!    successive shortest paths: the "free up to `w_b`" part is pre-saturated (so residual
-//!    costs are non-negative), then excess is routed to deficit in phases of one Dijkstra on
-//!    reduced costs plus blocking flows on the zero-reduced-cost subgraph (integer costs,
-//!    `f64` capacities).
+//!    so cold code stays cold unless a path needs it; `COST_INC_DEAD_END`, prohibitive, for an
+//!    unsampled block that ends in a trap or a call that never returns, such as a bounds
+//!    check's panic, so an over-sampled block's surplus never drains there). A taken
+//!    conditional branch costs `COST_TAKEN` per unit (compilers lay out the likely successor
+//!    as fall-through), which only breaks ties. The minimum-cost circulation is computed
+//!    exactly with primal-dual successive shortest paths: the "free up to `w_b`" part is
+//!    pre-saturated (so residual costs are non-negative), then excess is routed to deficit in
+//!    phases of one Dijkstra on reduced costs plus blocking flows on the zero-reduced-cost
+//!    subgraph (integer costs, `f64` capacities).
 //!
 //! Properties: the result satisfies flow conservation at every block (inflow + entry flow =
 //! count = outflow + exit flow, up to float rounding); it equals the observation when the
@@ -35,7 +37,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::cfg::{Cfg, EdgeKind};
+use crate::cfg::{Cfg, EdgeKind, Terminator};
 
 /// Per-unit cost of lowering a block below its observed count.
 pub const COST_DEC: i64 = 20;
@@ -43,6 +45,12 @@ pub const COST_DEC: i64 = 20;
 pub const COST_INC: i64 = 10;
 /// Per-unit cost of raising a block that received no samples.
 pub const COST_INC_ZERO: i64 = 11;
+/// Per-unit cost of raising an unsampled block that ends the program or a thread (a panic,
+/// `abort`, a trap): such a block runs once if at all, so it should never absorb the surplus
+/// of an over-sampled neighbour (an instruction stalled on memory gathers samples for the
+/// whole block; without this, the cheapest repair sent that surplus into a bounds check's
+/// panic call).
+pub const COST_INC_DEAD_END: i64 = 1000;
 /// Per-unit cost of flow on a taken conditional branch (tie-breaker).
 pub const COST_TAKEN: i64 = 1;
 
@@ -138,6 +146,11 @@ impl Cfg {
                 excess[i] -= w;
                 arcs.push(a);
                 arcs.push(net.add(i, o, f64::INFINITY, COST_INC));
+            } else if matches!(
+                self.blocks[b].terminator,
+                Terminator::NoReturnCall | Terminator::Trap | Terminator::DecodeError
+            ) {
+                arcs.push(net.add(i, o, f64::INFINITY, COST_INC_DEAD_END));
             } else {
                 arcs.push(net.add(i, o, f64::INFINITY, COST_INC_ZERO));
             }
@@ -437,6 +450,32 @@ mod tests {
         let c = diamond_loop();
         let r = c.infer_counts(&[]);
         assert!(r.block.iter().all(|&x| x == 0.0));
+    }
+
+    /// The shape of an interpreter's `Assign::eval` in the profiled build: the entry block
+    /// (a virtual call, then a store that stalls on forwarding) gathers 20x the samples per
+    /// instruction of the blocks after it, all of which run exactly as often.
+    #[test]
+    fn an_over_sampled_block_does_not_feed_a_panic() {
+        for dead_end in [T::Trap, T::NoReturnCall] {
+            let c = cfg(
+                &[
+                    &[(3, Taken), (1, NotTaken)], // bounds check
+                    &[(2, Fallthrough)],
+                    &[],
+                    &[], // `call panic_bounds_check`
+                ],
+                &[T::Branch, T::Fallthrough, T::Return, dead_end],
+            );
+            let r = c.infer_counts(&[(0, 200), (1, 10), (2, 10)]);
+            conserved(&c, &r);
+            assert!(r.block[3] < 1e-9, "{dead_end:?}: {r:?}");
+            assert!((r.block[0] - r.block[2]).abs() < 1e-9, "{r:?}");
+            // A panic the samples saw is still counted.
+            let r = c.infer_counts(&[(0, 10), (1, 10), (2, 10), (3, 5)]);
+            conserved(&c, &r);
+            assert!(r.block[3] > 4.0, "{r:?}");
+        }
     }
 
     #[test]
