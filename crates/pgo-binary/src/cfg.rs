@@ -1,6 +1,8 @@
 //! Disassembly of one function into basic blocks.
 
-use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind};
+use iced_x86::{
+    Code, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register,
+};
 use rustc_hash::FxHashMap;
 
 use crate::FunctionSym;
@@ -164,6 +166,55 @@ fn near_target(ins: &Instruction) -> Option<u64> {
         OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
     )
     .then(|| ins.near_branch_target())
+}
+
+/// Bytes of stack a function's prologue reserves (x86-64): its pushes and `sub rsp, N`, up to
+/// the first branch or call, or `None` when the code is not x86-64. A large frame is probed
+/// page by page (`mov r11, rsp; sub r11, N`, then a loop of `sub rsp, 0x1000`): the `N` taken
+/// from the register loaded from `rsp` counts (the rest, after the loop, does not: the size is
+/// the probed pages at least). A leaf that keeps its locals in the red zone reserves 0.
+pub(crate) fn prologue_frame_size(bytes: &[u8], start: u64, bitness: u32) -> Option<u64> {
+    if bitness != 64 {
+        return None;
+    }
+    let mut decoder = Decoder::with_ip(bitness, bytes, start, DecoderOptions::NONE);
+    let mut ins = Instruction::default();
+    let (mut size, mut stack_copy) = (0u64, None);
+    for _ in 0..32 {
+        if !decoder.can_decode() {
+            break;
+        }
+        decoder.decode_out(&mut ins);
+        if ins.is_invalid() || ins.flow_control() != FlowControl::Next {
+            break;
+        }
+        let reg0 =
+            (ins.op_count() > 0 && ins.op0_kind() == OpKind::Register).then(|| ins.op0_register());
+        match ins.mnemonic() {
+            Mnemonic::Push => size += 8,
+            Mnemonic::Mov
+                if ins.op_count() == 2
+                    && ins.op1_kind() == OpKind::Register
+                    && ins.op1_register() == Register::RSP =>
+            {
+                stack_copy = reg0;
+            }
+            Mnemonic::Sub if ins.op1_kind() != OpKind::Register => {
+                let imm = ins.immediate(1);
+                if reg0 == Some(Register::RSP) {
+                    if stack_copy.is_some() {
+                        break; // the probing loop: the size is the copy's
+                    }
+                    size += imm;
+                } else if reg0.is_some() && reg0 == stack_copy {
+                    size += imm;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(size)
 }
 
 /// Linear-sweep decode of `bytes` placed at `start`. Never panics; undecodable bytes become

@@ -279,6 +279,15 @@ impl Binary {
         }))
     }
 
+    /// Bytes of stack `func` reserves in its prologue (pushes and `sub rsp`; the whole frame
+    /// of a large one that probes its stack page by page); `None` for code that is not
+    /// x86-64. What inlining it into a recursive function adds to every level of the
+    /// recursion.
+    pub fn frame_size(&self, func: &FunctionSym) -> Result<Option<u64>, Error> {
+        let bytes = self.function_code(func)?;
+        Ok(cfg::prologue_frame_size(bytes, func.start, self.bitness))
+    }
+
     /// `(address, length)` of every instruction of `func` in linear-sweep order (undecodable
     /// bytes appear as instructions too). Lets callers snap addresses to instruction starts.
     pub fn instructions(&self, func: &FunctionSym) -> Result<Vec<(u64, u32)>, Error> {
