@@ -165,6 +165,11 @@ impl BinaryFacts for ElfFacts {
         })
     }
 
+    fn frame_size(&self, linkage_name: &str) -> Option<u64> {
+        let function = self.binary.function_by_name(linkage_name)?;
+        self.binary.frame_size(function).ok().flatten()
+    }
+
     fn call_at(&self, address: u64, mapping: &MappedFile) -> Option<CallKind> {
         if !self.names.contains(&mapping.file) {
             return None;

@@ -44,6 +44,9 @@ pub trait BinaryFacts {
     /// Bytes of the function's blocks that the samples run (inferred counts above zero): the
     /// part of it that matters where it is inlined. `None` without samples in it.
     fn sampled_size(&self, linkage_name: &str, samples: &[(u64, &MappedFile, i64)]) -> Option<u64>;
+    /// Bytes of stack the function reserves on entry: what inlining it into a recursive
+    /// function adds to every level of the recursion. `None` when unknown.
+    fn frame_size(&self, linkage_name: &str) -> Option<u64>;
     /// The call instruction that returns to runtime `address` in `mapping` (a return address
     /// from the profile).
     fn call_at(&self, address: u64, mapping: &MappedFile) -> Option<CallKind>;
@@ -82,6 +85,11 @@ fn same_build(
 /// A callee that spends at least this share of its own samples in loop blocks is one whose
 /// time goes to iterating: inlining it saves one call per loop, not per iteration.
 const LOOPING_SHARE: f64 = 0.5;
+
+/// The largest stack frame (bytes) of a callee we inline into a recursive function: LLVM's
+/// default for a recursive caller (`-recursive-inline-max-stacksize`), as a deeper recursion
+/// multiplies every byte.
+const RECURSIVE_INLINE_MAX_FRAME: u64 = 1024;
 
 /// The sampled addresses of `n`'s own code, as [`BinaryFacts`] takes them.
 fn sampled(g: &CallGraph, n: NodeIndex) -> Vec<(u64, &MappedFile, i64)> {
@@ -222,10 +230,19 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
         // Only where the profiled build had inlined them already: LLVM then judged the
         // recursive function's stack frame small enough to grow (a frame multiplied by the
         // depth of the recursion), which LLVM does not check again for a replayed decision.
+        // Or where the profiled build could not inline them: a member called through a
+        // pointer (an interpreter's `Block::eval` calling `If::eval` through `dyn Node`),
+        // which the sample profile's inline context makes LLVM promote and inline, as
+        // instrumentation PGO does; we check its frame as LLVM would have.
+        let through_pointer_in_cycle = indirect_edges.contains(&e)
+            && g.within_cycle(caller, callee)
+            && binary
+                .and_then(|b| b.frame_size(&g.graph[callee].linkage_name))
+                .is_some_and(|bytes| bytes <= RECURSIVE_INLINE_MAX_FRAME);
         let recursion = caller == callee
             || (g.graph[callee].recursive
                 && (!g.within_cycle(caller, callee)
-                    || !call.inlined
+                    || (!call.inlined && !through_pointer_in_cycle)
                     || cycle_entries.get(&g.graph[callee].scc) == Some(&callee)));
         if recursion
             || !is_named(g, caller)
@@ -234,8 +251,8 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
         {
             continue;
         }
-        if indirect_edges.contains(&e) {
-            continue; // decided by devirtualization first
+        if indirect_edges.contains(&e) && !through_pointer_in_cycle {
+            continue; // decided by devirtualization
         }
         let share = g.share(call.weight);
         let callee_bytes = binary.and_then(|b| b.function_size(&g.graph[callee].linkage_name));
@@ -285,6 +302,13 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
                     "hot call ({share:.1}% of samples); callee size unknown (no binary), admitted by heat alone"
                 ),
             }
+        };
+        let reason = if through_pointer_in_cycle {
+            format!(
+                "{reason}; called through a pointer inside a recursion, frame within {RECURSIVE_INLINE_MAX_FRAME} bytes"
+            )
+        } else {
+            reason
         };
         inline.push(InlineDecision {
             caller: function_ref(g, caller),
@@ -470,10 +494,24 @@ mod tests {
     use super::*;
     use pgo_profile::{FunctionInfo, LineInfo, MappingInfo, ProfileBuilder};
 
-    /// A binary whose functions all have `size` bytes, of which the samples run `sampled`.
+    /// A binary whose functions all have `size` bytes, of which the samples run `sampled`,
+    /// and `frame` bytes of stack; its calls are `calls`.
     struct Sized {
         size: u64,
         sampled: u64,
+        frame: u64,
+        calls: CallKind,
+    }
+
+    impl Sized {
+        fn new(size: u64, sampled: u64) -> Sized {
+            Sized {
+                size,
+                sampled,
+                frame: 64,
+                calls: CallKind::Direct,
+            }
+        }
     }
 
     impl BinaryFacts for Sized {
@@ -489,8 +527,11 @@ mod tests {
         fn sampled_size(&self, _: &str, _: &[(u64, &MappedFile, i64)]) -> Option<u64> {
             Some(self.sampled)
         }
+        fn frame_size(&self, _: &str) -> Option<u64> {
+            Some(self.frame)
+        }
         fn call_at(&self, _: u64, _: &MappedFile) -> Option<CallKind> {
-            Some(CallKind::Direct)
+            Some(self.calls)
         }
         fn block_layout(
             &self,
@@ -545,33 +586,92 @@ mod tests {
 
     #[test]
     fn a_large_callee_is_inlined_at_a_hot_site_when_the_part_the_samples_run_is_small() {
-        let small = inlines_lookup(&Sized {
-            size: 300,
-            sampled: 300,
-        });
+        let small = inlines_lookup(&Sized::new(300, 300));
         assert!(small.is_some_and(|r| r.contains("300 bytes within")));
         // 2,771 bytes, 167 of them run: an interpreter's variable lookup.
-        let reason = inlines_lookup(&Sized {
-            size: 2771,
-            sampled: 167,
-        })
-        .expect("inlined for its sampled part");
+        let reason = inlines_lookup(&Sized::new(2771, 167)).expect("inlined for its sampled part");
         assert!(reason.contains("of which the samples run 167"), "{reason}");
         // Most of it runs: too big.
-        assert_eq!(
-            inlines_lookup(&Sized {
-                size: 2771,
-                sampled: 2000,
-            }),
-            None
-        );
+        assert_eq!(inlines_lookup(&Sized::new(2771, 2000)), None);
         // Past the very-hot size, however little of it runs.
-        assert_eq!(
-            inlines_lookup(&Sized {
-                size: 20_000,
-                sampled: 100,
-            }),
-            None
+        assert_eq!(inlines_lookup(&Sized::new(20_000, 100)), None);
+    }
+
+    /// An interpreter: `run` enters `block`, whose node call (through `dyn Node`, at one call
+    /// instruction) reaches `if_` and `assign`; `if_` evaluates a nested `block`.
+    fn dyn_recursion() -> CallGraph {
+        let mut b = ProfileBuilder::new(&[("samples", "count")]);
+        let app = b.mapping(MappingInfo {
+            memory_start: 0x1000,
+            memory_limit: 0x9000,
+            filename: "/bin/app",
+            has_functions: true,
+            ..Default::default()
+        });
+        let mut loc = |name: &str, address: u64, line: i64| {
+            let f = b.function(FunctionInfo {
+                name,
+                system_name: name,
+                filename: "src/main.rs",
+                start_line: 100 * (address as i64 / 16),
+            });
+            b.location(
+                Some(app),
+                0x1000 + address,
+                &[LineInfo {
+                    function: f,
+                    line,
+                    column: 0,
+                }],
+            )
+        };
+        let run = loc("run", 0x10, 102);
+        let block_call = loc("block", 0x25, 302);
+        let if_call = loc("if_", 0x45, 502);
+        let if_own = loc("if_", 0x48, 503);
+        let assign_own = loc("assign", 0x68, 703);
+        for (stack, weight) in [
+            (vec![if_own, block_call, run], 30),
+            (vec![assign_own, block_call, run], 30),
+            (vec![assign_own, block_call, if_call, block_call, run], 40),
+        ] {
+            b.add_sample(&stack, &[weight], &[]).unwrap();
+        }
+        CallGraph::build(&b.build(), 0)
+    }
+
+    fn inlined_into_block(facts: &Sized) -> Vec<String> {
+        let d = decide(&dyn_recursion(), Some(facts), &Settings::default());
+        assert!(
+            d.devirtualize
+                .iter()
+                .any(|v| v.caller.name == "block" && v.promote.len() == 2),
+            "{:?}",
+            d.devirtualize
         );
+        d.inline
+            .into_iter()
+            .filter(|i| i.caller.name == "block")
+            .map(|i| i.callee.name)
+            .collect()
+    }
+
+    #[test]
+    fn members_of_a_recursion_called_through_a_pointer_are_inlined_into_it() {
+        let mut facts = Sized::new(300, 300);
+        facts.calls = CallKind::Indirect;
+        // `assign` is called through the pointer too, but outside the recursion: LLVM promotes
+        // it by the call targets and decides its inlining as for any call.
+        assert_eq!(inlined_into_block(&facts), ["if_"]);
+        // The recursion's entry stays a call where `if_` calls it back.
+        let d = decide(&dyn_recursion(), Some(&facts), &Settings::default());
+        assert!(
+            !d.inline.iter().any(|i| i.callee.name == "block"),
+            "{:?}",
+            d.inline
+        );
+        // A frame that every level of the recursion would carry: left to LLVM.
+        facts.frame = 4096;
+        assert!(inlined_into_block(&facts).is_empty());
     }
 }
