@@ -542,8 +542,12 @@ mod tests {
         }
     }
 
-    /// `eval` calls `lookup` (1 sample in 30 in it, 3.3%: hot, not very hot) and `rest`.
-    fn graph() -> CallGraph {
+    /// A frame of a test stack: function, address, line.
+    type Frame = (&'static str, u64, i64);
+
+    /// Builds a profile of `/bin/app` (loaded at 0x1000) from `samples` (stacks of
+    /// `(function, address, line)`, leaf first; a function starts at `start_line(address)`).
+    fn app_graph(start_line: fn(u64) -> i64, samples: &[(&[Frame], i64)]) -> CallGraph {
         let mut b = ProfileBuilder::new(&[("samples", "count")]);
         let app = b.mapping(MappingInfo {
             memory_start: 0x1000,
@@ -552,28 +556,40 @@ mod tests {
             has_functions: true,
             ..Default::default()
         });
-        let mut loc = |name: &str, address: u64, line: i64| {
-            let f = b.function(FunctionInfo {
-                name,
-                system_name: name,
-                filename: "src/main.rs",
-                start_line: 10 * address as i64,
-            });
-            b.location(
-                Some(app),
-                0x1000 + address,
-                &[LineInfo {
-                    function: f,
-                    line,
-                    column: 0,
-                }],
-            )
-        };
-        let (eval_a, eval_b) = (loc("eval", 1, 11), loc("eval", 2, 12));
-        let (lookup, rest) = (loc("lookup", 3, 31), loc("rest", 4, 41));
-        b.add_sample(&[lookup, eval_a], &[1], &[]).unwrap();
-        b.add_sample(&[rest, eval_b], &[29], &[]).unwrap();
+        for (stack, weight) in samples {
+            let locations: Vec<_> = stack
+                .iter()
+                .map(|&(name, address, line)| {
+                    let f = b.function(FunctionInfo {
+                        name,
+                        system_name: name,
+                        filename: "src/main.rs",
+                        start_line: start_line(address),
+                    });
+                    b.location(
+                        Some(app),
+                        0x1000 + address,
+                        &[LineInfo {
+                            function: f,
+                            line,
+                            column: 0,
+                        }],
+                    )
+                })
+                .collect();
+            b.add_sample(&locations, &[*weight], &[]).unwrap();
+        }
         CallGraph::build(&b.build(), 0)
+    }
+
+    /// `eval` calls `lookup` (1 sample in 30 in it, 3.3%: hot, not very hot) and `rest`.
+    fn graph() -> CallGraph {
+        let (eval_a, eval_b) = (("eval", 1, 11), ("eval", 2, 12));
+        let (lookup, rest) = (("lookup", 3, 31), ("rest", 4, 41));
+        app_graph(
+            |address| 10 * address as i64,
+            &[(&[lookup, eval_a], 1), (&[rest, eval_b], 29)],
+        )
     }
 
     fn inlines_lookup(facts: &Sized) -> Option<String> {
@@ -600,44 +616,19 @@ mod tests {
     /// An interpreter: `run` enters `block`, whose node call (through `dyn Node`, at one call
     /// instruction) reaches `if_` and `assign`; `if_` evaluates a nested `block`.
     fn dyn_recursion() -> CallGraph {
-        let mut b = ProfileBuilder::new(&[("samples", "count")]);
-        let app = b.mapping(MappingInfo {
-            memory_start: 0x1000,
-            memory_limit: 0x9000,
-            filename: "/bin/app",
-            has_functions: true,
-            ..Default::default()
-        });
-        let mut loc = |name: &str, address: u64, line: i64| {
-            let f = b.function(FunctionInfo {
-                name,
-                system_name: name,
-                filename: "src/main.rs",
-                start_line: 100 * (address as i64 / 16),
-            });
-            b.location(
-                Some(app),
-                0x1000 + address,
-                &[LineInfo {
-                    function: f,
-                    line,
-                    column: 0,
-                }],
-            )
-        };
-        let run = loc("run", 0x10, 102);
-        let block_call = loc("block", 0x25, 302);
-        let if_call = loc("if_", 0x45, 502);
-        let if_own = loc("if_", 0x48, 503);
-        let assign_own = loc("assign", 0x68, 703);
-        for (stack, weight) in [
-            (vec![if_own, block_call, run], 30),
-            (vec![assign_own, block_call, run], 30),
-            (vec![assign_own, block_call, if_call, block_call, run], 40),
-        ] {
-            b.add_sample(&stack, &[weight], &[]).unwrap();
-        }
-        CallGraph::build(&b.build(), 0)
+        let run = ("run", 0x10, 102);
+        let block_call = ("block", 0x25, 302);
+        let if_call = ("if_", 0x45, 502);
+        let if_own = ("if_", 0x48, 503);
+        let assign_own = ("assign", 0x68, 703);
+        app_graph(
+            |address| 100 * (address as i64 / 16),
+            &[
+                (&[if_own, block_call, run], 30),
+                (&[assign_own, block_call, run], 30),
+                (&[assign_own, block_call, if_call, block_call, run], 40),
+            ],
+        )
     }
 
     fn inlined_into_block(facts: &Sized) -> Vec<String> {
