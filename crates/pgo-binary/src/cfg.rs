@@ -191,7 +191,7 @@ pub(crate) fn prologue_frame_size(bytes: &[u8], start: u64, bitness: u32) -> Opt
         let reg0 =
             (ins.op_count() > 0 && ins.op0_kind() == OpKind::Register).then(|| ins.op0_register());
         match ins.mnemonic() {
-            Mnemonic::Push => size += 8,
+            Mnemonic::Push => size = size.saturating_add(8),
             Mnemonic::Mov
                 if ins.op_count() == 2
                     && ins.op1_kind() == OpKind::Register
@@ -199,15 +199,18 @@ pub(crate) fn prologue_frame_size(bytes: &[u8], start: u64, bitness: u32) -> Opt
             {
                 stack_copy = reg0;
             }
-            Mnemonic::Sub if ins.op1_kind() != OpKind::Register => {
-                let imm = ins.immediate(1);
+            // `sub reg, imm` only: `sub reg, [mem]` reserves nothing we can read.
+            Mnemonic::Sub => {
+                let Ok(imm) = ins.try_immediate(1) else {
+                    continue;
+                };
                 if reg0 == Some(Register::RSP) {
                     if stack_copy.is_some() {
                         break; // the probing loop: the size is the copy's
                     }
-                    size += imm;
+                    size = size.saturating_add(imm);
                 } else if reg0.is_some() && reg0 == stack_copy {
-                    size += imm;
+                    size = size.saturating_add(imm);
                     break;
                 }
             }
@@ -513,8 +516,25 @@ mod tests {
                 }
                 let c = cfg.infer_counts(&[(0x1000, 3), (0x1000 + len as u64 / 2, 7)]);
                 assert_eq!(c.block.len(), n);
+                let _ = prologue_frame_size(&bytes, 0x1000, bitness);
             }
         }
+    }
+
+    #[test]
+    fn prologue_frame_sizes() {
+        // push rbp; push rbx; sub rax, [rbx] (not a frame); sub rsp, 0x28; call
+        let plain = [
+            0x55, 0x53, 0x48, 0x2b, 0x03, 0x48, 0x83, 0xec, 0x28, 0xe8, 0, 0, 0, 0,
+        ];
+        assert_eq!(prologue_frame_size(&plain, 0x1000, 64), Some(56));
+        // push rbp; mov r11, rsp; sub r11, 0x3000; loop: sub rsp, 0x1000; ...
+        let probed = [
+            0x55, 0x49, 0x89, 0xe3, 0x49, 0x81, 0xeb, 0x00, 0x30, 0x00, 0x00, 0x48, 0x81, 0xec,
+            0x00, 0x10, 0x00, 0x00,
+        ];
+        assert_eq!(prologue_frame_size(&probed, 0x1000, 64), Some(8 + 0x3000));
+        assert_eq!(prologue_frame_size(&plain, 0x1000, 32), None);
     }
 
     #[test]
