@@ -12,8 +12,8 @@
 //! over blocks of the smaller of the two normalized counts: 1 means the same distribution)
 //! and the mean error of branch probabilities, weighted by executions; `FUNC` (a substring
 //! of the name) also prints that function's blocks (`PER_INSN=1`: and their instructions).
-use pgo_profile::ProfileView;
-use std::collections::{BTreeMap, HashMap};
+use pgo_backend_llvm::block_counts::ProfiledBinary;
+use std::collections::HashMap;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -24,9 +24,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let detail = args.get(3);
     let exact_text = std::fs::read_to_string(exact)?;
     let profile = pgo_profile::read_profile(std::path::Path::new(profile))?;
-    let view = ProfileView::new(&profile);
-    let mapping = view.main_mapping().ok_or("no main mapping")?;
-    let file = view.str(mapping.filename).to_string();
+    let index = profile.sample_type.len() - 1;
+    let ProfiledBinary {
+        file,
+        binary,
+        per_function,
+        ..
+    } = ProfiledBinary::open(&profile, index)?;
     let exact = if exact_text.starts_with("# callgrind format") {
         callgrind_costs(&exact_text, &file)
     } else {
@@ -41,29 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect()
     };
-    let binary = pgo_binary::Binary::open(&file)?;
-    let mut symbolizer = pgo_symbolize::Symbolizer::new();
-    let object = symbolizer.load(std::path::Path::new(&file), view.str(mapping.build_id))?;
-    let info = symbolizer.object(object).info();
-    let index = profile.sample_type.len() - 1;
-    let mut per_function: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
-    let mut total = 0u64;
-    for s in &profile.sample {
-        let Some(l) = view.user_leaf(s) else { continue };
-        if l.mapping_id != mapping.id {
-            continue;
-        }
-        let w = s.value.get(index).copied().unwrap_or(0).max(0) as u64;
-        let Some(svma) =
-            info.svma_for_runtime_address(l.address, mapping.memory_start, mapping.file_offset)
-        else {
-            continue;
-        };
-        if let Some(f) = binary.function_at(svma) {
-            per_function.entry(f.start).or_default().push((svma, w));
-            total += w;
-        }
-    }
+    let total: u64 = per_function.values().flatten().map(|s| s.1).sum();
     let (mut sum_w, mut sum_overlap, mut sum_branch) = (0.0, 0.0, 0.0);
     for (start, samples) in &per_function {
         let w: u64 = samples.iter().map(|s| s.1).sum();
@@ -95,22 +77,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .zip(&truth)
             .map(|(i, t)| (i / ti).min(t / tt))
             .sum();
-        // Branch probabilities: blocks with two successors.
+        // Branch probabilities: blocks with two successors. The exact share of an edge is
+        // its target's count only when the target has no other predecessor.
+        let preds = cfg.predecessors();
         let (mut bw, mut be) = (0.0, 0.0);
         for (b, blk) in cfg.blocks.iter().enumerate() {
             if blk.successors.len() != 2 || truth[b] == 0.0 {
                 continue;
             }
             let (s0, _) = blk.successors[0];
-            let edge = |counts: &[f64], to: usize| counts[to];
-            // Exact edge shares from the successors' counts is wrong when they have other
-            // predecessors; use the taken edge's inferred count and the truth of the
-            // successor only when it has this block as its only predecessor.
-            let preds = cfg.predecessors();
             if preds[s0].len() != 1 {
                 continue;
             }
-            let p_true = (edge(&truth, s0) / truth[b]).min(1.0);
+            let p_true = (truth[s0] / truth[b]).min(1.0);
             let e_inf: f64 = inferred
                 .edges
                 .iter()

@@ -41,10 +41,27 @@ pub struct BlockCounts {
     pub inlined: Vec<pgo_symbolize::InlinedCall>,
 }
 
-impl BlockCounts {
-    /// Counts for the samples of `profile` in its main binary (the mapping with the most
-    /// samples), which must still be on disk with the build ID the profile recorded.
-    pub fn from_profile(profile: &Profile, index: usize) -> Result<BlockCounts, String> {
+/// A profile's main binary (the mapping with the most samples), opened and checked to be the
+/// profiled build, with the profile's leaf samples in it by function.
+pub struct ProfiledBinary {
+    /// The binary's path, as the profile names it.
+    pub file: String,
+    /// Its code.
+    pub binary: pgo_binary::Binary,
+    /// A symbolizer with the binary loaded as `object`.
+    pub symbolizer: pgo_symbolize::Symbolizer,
+    /// The binary in `symbolizer`.
+    pub object: pgo_symbolize::ObjectId,
+    /// Leaf samples by function start, at file addresses: `(SVMA, weight)`.
+    pub per_function: BTreeMap<u64, Vec<(u64, u64)>>,
+    /// Weight of every leaf sample in the binary's mapping, in a function or not.
+    pub in_program: u64,
+}
+
+impl ProfiledBinary {
+    /// The main binary of `profile` (sample value `index`), which must still be on disk with
+    /// the build ID the profile recorded.
+    pub fn open(profile: &Profile, index: usize) -> Result<ProfiledBinary, String> {
         let view = ProfileView::new(profile);
         let mapping = view
             .main_mapping()
@@ -65,10 +82,8 @@ impl BlockCounts {
             .map_err(|e| format!("{file}: {e}"))?;
         // The file as loaded for symbolization: its segments map sample addresses.
         let info = symbolizer.object(object).info();
-
-        // Leaf samples by function, at file addresses.
         let mut per_function: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
-        let (mut in_program, mut covered) = (0u64, 0u64);
+        let mut in_program = 0u64;
         for s in &profile.sample {
             let Some(l) = view.user_leaf(s) else { continue };
             if l.mapping_id != mapping.id {
@@ -85,9 +100,34 @@ impl BlockCounts {
                 per_function.entry(f.start).or_default().push((svma, w));
             }
         }
+        Ok(ProfiledBinary {
+            file: file.to_string(),
+            binary,
+            symbolizer,
+            object,
+            per_function,
+            in_program,
+        })
+    }
+}
+
+impl BlockCounts {
+    /// Counts for the samples of `profile` in its main binary (the mapping with the most
+    /// samples), which must still be on disk with the build ID the profile recorded.
+    pub fn from_profile(profile: &Profile, index: usize) -> Result<BlockCounts, String> {
+        let ProfiledBinary {
+            file,
+            binary,
+            mut symbolizer,
+            object,
+            per_function,
+            in_program,
+        } = ProfiledBinary::open(profile, index)?;
+        let path = Path::new(&file);
+        let mut covered = 0u64;
 
         let mut counts = BlockCounts {
-            binary: file.to_string(),
+            binary: file.clone(),
             ..BlockCounts::default()
         };
         // Discriminators tell apart the blocks of one line (a `match` on one line, derived
