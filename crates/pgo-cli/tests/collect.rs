@@ -302,6 +302,47 @@ fn go_profile_agrees_with_runtime_pprof_and_go_build_accepts_it() {
         "top-10 overlap {overlap:.3}: ours {a:?} theirs {b:?}"
     );
 
+    // runtime.memmove is hand-written and sets up no frame, so the kernel's frame-pointer walk
+    // skips whoever called it; the collector puts the caller back (the return address at the
+    // stack pointer). Every caller the profile gives it must really call it: its code has a
+    // CALL runtime.memmove (go tool objdump), where the caller's caller mostly has none.
+    let mut callers: BTreeMap<String, i64> = BTreeMap::new();
+    let profile = load(&ours);
+    let view = ProfileView::new(&profile);
+    for s in &profile.sample {
+        let names: Vec<String> = view
+            .frames(s)
+            .map(|f| view.frame_name(&f).into_owned())
+            .collect();
+        let leaf = names.iter().position(|n| n == "runtime.memmove");
+        if let Some(caller) = leaf.and_then(|i| names.get(i + 1)) {
+            *callers.entry(caller.clone()).or_default() += 1;
+        }
+    }
+    let total: i64 = callers.values().sum();
+    assert!(
+        total >= 20,
+        "too few samples in runtime.memmove: {callers:?}"
+    );
+    let calls_memmove = |function: &str| {
+        let out = Command::new(&go)
+            .args(["tool", "objdump", "-s"])
+            .arg(format!("^{}$", regex_quote(function)))
+            .arg(&binary)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("CALL runtime.memmove(SB)")
+    };
+    let direct: i64 = callers
+        .iter()
+        .filter(|(f, _)| calls_memmove(f))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        direct * 10 >= total * 9,
+        "runtime.memmove's callers in our profile, by samples (under 90% call it): {callers:?}"
+    );
+
     // Go's compiler takes our profile (it refuses ones without start lines).
     let status = Command::new(&go)
         .arg("build")
@@ -314,6 +355,16 @@ fn go_profile_agrees_with_runtime_pprof_and_go_build_accepts_it() {
         .status()
         .unwrap();
     assert!(status.success(), "go build -pgo accepts our profile");
+}
+
+/// `text` as a Go regexp matching exactly it.
+fn regex_quote(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escape = "\\.+*?()|[]{}^$".contains(c);
+            escape.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
 }
 
 fn thread_ids(p: &Profile) -> std::collections::BTreeSet<i64> {

@@ -154,12 +154,59 @@ fn v0_main_crate_root(symbol: &str) -> Option<&str> {
     (rest.len() == digits + len).then_some(root)
 }
 
-/// For a sample stopped at `ip` in a function starting at `start` (its code from `start` on in
-/// `code`): how many 8-byte words above the stack pointer hold the return address, when the
-/// function has not (yet) set up a frame pointer — the case where the kernel's frame-pointer
-/// walk skips the function's caller. `None` when the frame is set up, or when the code before
-/// `ip` cannot be followed in a straight line (a branch, an unusual stack adjustment).
+/// For a sample stopped at `ip` in a function starting at `start` (its whole code in `code`):
+/// how many 8-byte words above the stack pointer hold the return address, when the function
+/// has not (yet) set up a frame pointer — the case where the kernel's frame-pointer walk skips
+/// the function's caller. `None` when the frame is set up, or when neither the code before `ip`
+/// can be followed in a straight line (a branch, an unusual stack adjustment) nor does the
+/// function leave the stack pointer alone everywhere.
 pub(crate) fn frameless_return_slot(code: &[u8], start: u64, ip: u64) -> Option<usize> {
+    let before_ip = ip.saturating_sub(start).saturating_add(16);
+    let prefix = &code[..usize::try_from(before_ip).map_or(code.len(), |n| n.min(code.len()))];
+    straight_line_return_slot(prefix, start, ip)
+        .or_else(|| leaves_the_stack_alone(code, start).then_some(0))
+}
+
+/// Whether no instruction of the function (its whole code in `code`) moves the stack pointer
+/// other than to call or return: then at every instruction the return address is the word at
+/// the stack pointer, whatever the branches. Hand-written leaves are like this — Go's
+/// `memeqbody` and `indexbytebody`, C libraries' `memcpy` and `strlen` variants — and they
+/// branch from their first instructions, so the straight-line reading gives up on them.
+fn leaves_the_stack_alone(code: &[u8], start: u64) -> bool {
+    // Larger functions are not hand-written leaves, and decoding them per sample would cost.
+    const MAX_BYTES: usize = 16 * 1024;
+    if code.is_empty() || code.len() > MAX_BYTES {
+        return false;
+    }
+    let mut decoder = Decoder::with_ip(64, code, start, DecoderOptions::NONE);
+    while decoder.can_decode() {
+        let insn = decoder.decode();
+        if insn.is_invalid() {
+            return false;
+        }
+        let call_or_return = matches!(
+            insn.flow_control(),
+            iced_x86::FlowControl::Call
+                | iced_x86::FlowControl::IndirectCall
+                | iced_x86::FlowControl::Return
+        );
+        let writes_rsp = (0..insn.op_count()).any(|i| {
+            insn.op_kind(i) == iced_x86::OpKind::Register
+                && matches!(
+                    insn.op_register(i),
+                    Register::RSP | Register::ESP | Register::SP
+                )
+        });
+        if (insn.stack_pointer_increment() != 0 && !call_or_return) || writes_rsp {
+            return false;
+        }
+    }
+    true
+}
+
+/// [`frameless_return_slot`] by following the code from the function's start to `ip` in a
+/// straight line.
+fn straight_line_return_slot(code: &[u8], start: u64, ip: u64) -> Option<usize> {
     let mut decoder = Decoder::with_ip(64, code, start, DecoderOptions::NONE);
     let mut pushed: u64 = 0; // bytes below the return address
     let mut pushed_rbp = false;
@@ -238,8 +285,23 @@ mod tests {
         let framed = [0x55, 0x48, 0x89, 0xe5, 0xb8, 1, 0, 0, 0, 0xc3];
         assert_eq!(frameless_return_slot(&framed, 0x1000, 0x1001), Some(1));
         assert_eq!(frameless_return_slot(&framed, 0x1000, 0x1004), None);
-        // A branch before ip: not followed.
-        let branchy = [0x74, 0x02, 0x90, 0x90, 0xc3];
+        // A branch before ip, in a function that pushes: not followed.
+        // je +2; push rbx; nop; pop rbx; ret
+        let branchy = [0x74, 0x02, 0x53, 0x90, 0x5b, 0xc3];
         assert_eq!(frameless_return_slot(&branchy, 0x1000, 0x1003), None);
+        // A hand-written leaf that branches but never moves the stack pointer (as Go's
+        // memeqbody): the return address is at the stack pointer everywhere.
+        // xor eax, eax; L: cmp rdi, rsi; je +4; inc rax; jmp L; ret
+        let leaf = [
+            0x31, 0xc0, 0x48, 0x39, 0xf7, 0x74, 0x05, 0x48, 0xff, 0xc0, 0xeb, 0xf6, 0xc3,
+        ];
+        assert_eq!(frameless_return_slot(&leaf, 0x1000, 0x1007), Some(0));
+        assert_eq!(frameless_return_slot(&leaf, 0x1000, 0x100c), Some(0));
+        // The same with a stack adjustment after its loop: nothing is assumed.
+        // ... add rsp, 8 in place of inc rax
+        let adjusting = [
+            0x31, 0xc0, 0x48, 0x39, 0xf7, 0x74, 0x06, 0x48, 0x83, 0xc4, 0x08, 0xeb, 0xf5, 0xc3,
+        ];
+        assert_eq!(frameless_return_slot(&adjusting, 0x1000, 0x1007), None);
     }
 }

@@ -192,10 +192,11 @@ impl Collector {
         if addresses.is_empty() {
             addresses.push(s.ip);
         }
+        // Also under kernel frames (a page fault, a syscall): the user registers and stack are
+        // those at the entry to the kernel, where the user leaf stopped.
         let leaf_words = match (&self.dwarf, s.user_regs) {
             (None, Some(regs))
-                if kernel == 0
-                    && regs.ip == addresses[0]
+                if addresses.get(kernel) == Some(&regs.ip)
                     && s.user_stack.len() >= 8 * LEAF_WORDS =>
             {
                 let mut words = [0u64; LEAF_WORDS];
@@ -426,7 +427,11 @@ impl Collector {
             let Some(words) = s.leaf_words.take() else {
                 continue;
             };
-            let ip = s.addresses[0];
+            // The user leaf, under the kernel frames if any.
+            let leaf = s.kernel;
+            let Some(&ip) = s.addresses.get(leaf) else {
+                continue;
+            };
             let Some(m) = self.spaces.find(s.pid, ip, s.time) else {
                 continue;
             };
@@ -437,14 +442,14 @@ impl Collector {
             let Some(ret) = slot.and_then(|i| words.get(i).copied()) else {
                 continue;
             };
-            if s.addresses.get(1) == Some(&ret) {
+            if s.addresses.get(leaf + 1) == Some(&ret) {
                 continue;
             }
             let Some(rm) = self.spaces.find(s.pid, ret, s.time) else {
                 continue;
             };
             if code.follows_call(&self.spaces.mmaps[rm], ret) {
-                s.addresses.insert(1, ret);
+                s.addresses.insert(leaf + 1, ret);
                 fixed += 1;
             }
         }
@@ -573,8 +578,7 @@ impl CodeCache {
         let svma = info.svma_for_runtime_address(ip, m.start, m.pgoff)?;
         let function = binary.function_at(svma)?;
         let code = binary.function_code(function).ok()?;
-        let len = ((svma - function.start + 16) as usize).min(code.len());
-        crate::frame_pointers::frameless_return_slot(&code[..len], function.start, svma)
+        crate::frame_pointers::frameless_return_slot(code, function.start, svma)
     }
 
     /// Whether `address` is just after a call instruction: a real return address.
