@@ -134,6 +134,31 @@ fn ensure_debian_packages(programs: &[(&str, &str)]) -> Result<(), String> {
         .args(&missing))
 }
 
+/// Installs clang-22's profile runtime (`libclang_rt.profile.a`, Debian's `libclang-rt-22-dev`)
+/// when clang cannot find it: clang-22 itself does not bring it, and without it the C
+/// fixture's instrumentation PGO (`-fprofile-instr-generate`) fails to link.
+fn ensure_clang_profile_runtime() -> Result<(), String> {
+    let runtime_dir = Command::new("clang-22")
+        .arg("--print-runtime-dir")
+        .output()
+        .map_err(|e| format!("cannot run clang-22: {e}"))?;
+    let dir = PathBuf::from(String::from_utf8_lossy(&runtime_dir.stdout).trim());
+    if dir.join("libclang_rt.profile.a").is_file() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing libclang-rt-22-dev (clang-22's profile runtime, for instr PGO)");
+    let apt =
+        find_in_path("apt-get").ok_or("apt-get not found; install libclang-rt-22-dev by hand")?;
+    run(Command::new(&apt).args(["update", "-qq"]))?;
+    run(Command::new(&apt).args([
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        "libclang-rt-22-dev",
+    ]))
+}
+
 fn test(extra: &[String]) -> Result<(), String> {
     // dwz: the symbolizer's test of Debian-style supplementary debug files; make: the clang
     // backend's test of a Makefile that ignores CFLAGS; gcc: its warning that GCC built a
@@ -581,6 +606,7 @@ fn bench(args: &[String]) -> Result<(), String> {
             ("ld.lld-22", "lld-22"),
             ("llvm-bolt-22", "bolt-22"),
         ])?;
+        ensure_clang_profile_runtime()?;
         // valgrind: the deterministic counts (cachegrind), unless they are turned off.
         let counts = !args.iter().any(|a| a == "--no-counts");
         if counts {
@@ -631,6 +657,7 @@ fn bench(args: &[String]) -> Result<(), String> {
             ("ld.lld-22", "lld-22"),
             ("make", "make"),
         ])?;
+        ensure_clang_profile_runtime()?;
         let out = root.join("target/bench");
         std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
         let mut cmd = Command::new(root.join("target/release/real-bench"));
