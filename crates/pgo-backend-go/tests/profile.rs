@@ -262,52 +262,84 @@ fn plan_appends_pgo_to_goflags_and_refuses_other_languages() {
     }
 }
 
-/// A Go program's samples: kernel frame first, a leaf location with an inline frame
-/// (`bytes.IndexByte` inlined into `main.scan`), the caller `main.work`, and above it
-/// `runtime.main`, which Go's reading of a profile never reaches.
-fn go_samples() -> Profile {
-    use pgo_profile::{FunctionInfo, LineInfo, MappingInfo, ProfileBuilder};
-    let mut b = ProfileBuilder::new(&[("samples", "count"), ("cpu", "nanoseconds")]);
-    let m = b.mapping(MappingInfo {
-        memory_start: 0x40_0000,
-        memory_limit: 0x80_0000,
-        filename: "/bin/app",
-        has_functions: true,
-        ..MappingInfo::default()
-    });
-    let mut f = |name: &str, file: &str, start_line: i64| {
-        b.function(FunctionInfo {
+/// A profile being built as our collector writes a Go program's: samples and cpu time, one
+/// mapping for the program.
+struct GoProfile {
+    b: pgo_profile::ProfileBuilder,
+    program: pgo_profile::MappingId,
+}
+
+impl GoProfile {
+    fn new() -> GoProfile {
+        let mut b =
+            pgo_profile::ProfileBuilder::new(&[("samples", "count"), ("cpu", "nanoseconds")]);
+        let program = b.mapping(pgo_profile::MappingInfo {
+            memory_start: 0x40_0000,
+            memory_limit: 0x80_0000,
+            filename: "/bin/app",
+            has_functions: true,
+            ..pgo_profile::MappingInfo::default()
+        });
+        GoProfile { b, program }
+    }
+
+    fn function(&mut self, name: &str, file: &str, start_line: i64) -> pgo_profile::FunctionId {
+        self.b.function(pgo_profile::FunctionInfo {
             name,
             system_name: name,
             filename: file,
             start_line,
         })
-    };
-    let (runtime_main, work, scan, index) = (
-        f("runtime.main", "/go/src/runtime/proc.go", 140),
-        f("main.work", "/src/main.go", 30),
-        f("main.scan", "/src/main.go", 50),
-        f("bytes.IndexByte", "/go/src/bytes/bytes.go", 90),
-    );
-    let kernel_fn = f("do_syscall_64", "", 0);
-    let at = |function, line| LineInfo {
-        function,
-        line,
-        column: 0,
-    };
-    let kernel = b.location(None, 0xffff_ffff_8100_0000, &[at(kernel_fn, 0)]);
-    let leaf = b.location(Some(m), 0x40_1000, &[at(index, 93), at(scan, 55)]);
-    let caller = b.location(Some(m), 0x40_2000, &[at(work, 34)]);
-    let root = b.location(Some(m), 0x40_3000, &[at(runtime_main, 283)]);
-    b.add_sample(&[kernel, leaf, caller, root], &[2, 2_000], &[])
-        .unwrap();
-    b.add_sample(&[leaf, caller, root], &[3, 3_000], &[])
-        .unwrap();
+    }
+
+    /// A location of the program (or, with `kernel`, of the kernel) with its frames
+    /// (function, line), innermost first.
+    fn location(
+        &mut self,
+        kernel: bool,
+        address: u64,
+        frames: &[(pgo_profile::FunctionId, i64)],
+    ) -> pgo_profile::LocationId {
+        let lines: Vec<pgo_profile::LineInfo> = frames
+            .iter()
+            .map(|&(function, line)| pgo_profile::LineInfo {
+                function,
+                line,
+                column: 0,
+            })
+            .collect();
+        let mapping = (!kernel).then_some(self.program);
+        self.b.location(mapping, address, &lines)
+    }
+
+    /// One stack, leaf first, with `samples` samples of 1,000 ns each.
+    fn sample(&mut self, stack: &[pgo_profile::LocationId], samples: i64) {
+        self.b
+            .add_sample(stack, &[samples, samples * 1_000], &[])
+            .unwrap();
+    }
+}
+
+/// A Go program's samples: kernel frame first, a leaf location with an inline frame
+/// (`bytes.IndexByte` inlined into `main.scan`), the caller `main.work`, and above it
+/// `runtime.main`, which Go's reading of a profile never reaches.
+fn go_samples() -> Profile {
+    let mut p = GoProfile::new();
+    let runtime_main = p.function("runtime.main", "/go/src/runtime/proc.go", 140);
+    let work = p.function("main.work", "/src/main.go", 30);
+    let scan = p.function("main.scan", "/src/main.go", 50);
+    let index = p.function("bytes.IndexByte", "/go/src/bytes/bytes.go", 90);
+    let kernel_fn = p.function("do_syscall_64", "", 0);
+    let kernel = p.location(true, 0xffff_ffff_8100_0000, &[(kernel_fn, 0)]);
+    let leaf = p.location(false, 0x40_1000, &[(index, 93), (scan, 55)]);
+    let caller = p.location(false, 0x40_2000, &[(work, 34)]);
+    let root = p.location(false, 0x40_3000, &[(runtime_main, 283)]);
+    p.sample(&[kernel, leaf, caller, root], 2);
+    p.sample(&[leaf, caller, root], 3);
     // main.scan's own time, called from the same place.
-    let own = b.location(Some(m), 0x40_1100, &[at(scan, 52)]);
-    b.add_sample(&[own, caller, root], &[1, 1_000], &[])
-        .unwrap();
-    b.build()
+    let own = p.location(false, 0x40_1100, &[(scan, 52)]);
+    p.sample(&[own, caller, root], 1);
+    p.b.build()
 }
 
 #[test]
@@ -412,41 +444,16 @@ fn calls_from_the_compilers_method_wrappers_are_kept() {
 /// compiler's wrapper `main.(*T).Serve` (`./<autogenerated>`), which calls `main.T.Serve`, the
 /// method with a value receiver; another sample is in the wrapper itself.
 fn interface_call_samples() -> Profile {
-    use pgo_profile::{FunctionInfo, LineInfo, MappingInfo, ProfileBuilder};
-    let mut b = ProfileBuilder::new(&[("samples", "count"), ("cpu", "nanoseconds")]);
-    let m = b.mapping(MappingInfo {
-        memory_start: 0x40_0000,
-        memory_limit: 0x80_0000,
-        filename: "/bin/app",
-        has_functions: true,
-        ..MappingInfo::default()
-    });
-    let mut f = |name: &str, file: &str, start_line: i64| {
-        b.function(FunctionInfo {
-            name,
-            system_name: name,
-            filename: file,
-            start_line,
-        })
-    };
-    let (run, wrapper, method) = (
-        f("main.run", "/src/main.go", 10),
-        f("main.(*T).Serve", "./<autogenerated>", 0),
-        f("main.T.Serve", "/src/main.go", 20),
-    );
-    let at = |function, line| LineInfo {
-        function,
-        line,
-        column: 0,
-    };
-    let in_method = b.location(Some(m), 0x40_1000, &[at(method, 22)]);
-    let in_wrapper = b.location(Some(m), 0x40_2000, &[at(wrapper, 1)]);
-    let in_run = b.location(Some(m), 0x40_3000, &[at(run, 17)]);
-    b.add_sample(&[in_method, in_wrapper, in_run], &[9, 9_000], &[])
-        .unwrap();
-    b.add_sample(&[in_wrapper, in_run], &[1, 1_000], &[])
-        .unwrap();
-    b.build()
+    let mut p = GoProfile::new();
+    let run = p.function("main.run", "/src/main.go", 10);
+    let wrapper = p.function("main.(*T).Serve", "./<autogenerated>", 0);
+    let method = p.function("main.T.Serve", "/src/main.go", 20);
+    let in_method = p.location(false, 0x40_1000, &[(method, 22)]);
+    let in_wrapper = p.location(false, 0x40_2000, &[(wrapper, 1)]);
+    let in_run = p.location(false, 0x40_3000, &[(run, 17)]);
+    p.sample(&[in_method, in_wrapper, in_run], 9);
+    p.sample(&[in_wrapper, in_run], 1);
+    p.b.build()
 }
 
 #[test]
