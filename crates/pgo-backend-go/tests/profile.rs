@@ -342,10 +342,9 @@ fn go_samples() -> Profile {
     p.b.build()
 }
 
-#[test]
-fn sampled_edges_are_the_two_leaf_most_locations_as_go_reads_them() {
-    let edges = pgo_backend_go::sampled_edges(&go_samples(), "cpu/nanoseconds").unwrap();
-    let got: Vec<(&str, i64, &str, i64)> = edges
+/// Sampled edges as (caller, line offset, callee, weight).
+fn by_name(edges: &[pgo_backend_go::SampledEdge]) -> Vec<(&str, i64, &str, i64)> {
+    edges
         .iter()
         .map(|e| {
             (
@@ -355,7 +354,13 @@ fn sampled_edges_are_the_two_leaf_most_locations_as_go_reads_them() {
                 e.weight,
             )
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn sampled_edges_are_the_two_leaf_most_locations_as_go_reads_them() {
+    let edges = pgo_backend_go::sampled_edges(&go_samples(), "cpu/nanoseconds").unwrap();
+    let got = by_name(&edges);
     // The kernel frame is not the leaf; runtime.main -> main.work (the third location) is no
     // edge; the inline frame is one; main.work's call line reaches main.scan in every sample.
     assert_eq!(
@@ -464,17 +469,7 @@ fn method_wrappers_are_read_as_go_profiles_show_them_elided() {
     // edge was to the wrapper, weighted by the wrapper's own few samples.
     let edges =
         pgo_backend_go::sampled_edges(&interface_call_samples(), "cpu/nanoseconds").unwrap();
-    let got: Vec<(&str, i64, &str, i64)> = edges
-        .iter()
-        .map(|e| {
-            (
-                e.caller.name.as_str(),
-                e.line_offset,
-                e.callee.name.as_str(),
-                e.weight,
-            )
-        })
-        .collect();
+    let got = by_name(&edges);
     assert_eq!(got, [("main.run", 7, "main.T.Serve", 9_000)]);
 
     // A decision to devirtualize that site to the wrapper is the same edge.
