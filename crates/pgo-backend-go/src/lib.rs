@@ -92,9 +92,9 @@ pub struct SampledEdge {
 /// The call edges Go's compiler would read from `profile` (`internal/profile.NewGraph` as
 /// `cmd/internal/pgo` calls it): of each sample, only the two leaf-most locations outside the
 /// kernel, each with its inline frames, leaving out the compiler's method wrappers as Go's own
-/// profiles do (the profile Go's PGO is built for); an edge joins each frame to the next one inward, named
-/// by the outer frame's function, its line minus its start line, and the inner frame's
-/// function; the sample's value (of `sample_type`, e.g. "cpu/nanoseconds") goes to every
+/// profiles do (the profile Go's PGO is built for); an edge joins each frame to the next one
+/// inward, named by the outer frame's function, its line minus its start line, and the inner
+/// frame's function; the sample's value (of `sample_type`, e.g. "cpu/nanoseconds") goes to every
 /// distinct edge of the sample once. Heaviest first.
 pub fn sampled_edges(
     profile: &pgo_profile::Profile,
