@@ -306,19 +306,7 @@ fn go_profile_agrees_with_runtime_pprof_and_go_build_accepts_it() {
     // skips whoever called it; the collector puts the caller back (the return address at the
     // stack pointer). Every caller the profile gives it must really call it: its code has a
     // CALL runtime.memmove (go tool objdump), where the caller's caller mostly has none.
-    let mut callers: BTreeMap<String, i64> = BTreeMap::new();
-    let profile = load(&ours);
-    let view = ProfileView::new(&profile);
-    for s in &profile.sample {
-        let names: Vec<String> = view
-            .frames(s)
-            .map(|f| view.frame_name(&f).into_owned())
-            .collect();
-        let leaf = names.iter().position(|n| n == "runtime.memmove");
-        if let Some(caller) = leaf.and_then(|i| names.get(i + 1)) {
-            *callers.entry(caller.clone()).or_default() += 1;
-        }
-    }
+    let callers = callers_of(&load(&ours), |f| f == "runtime.memmove");
     let total: i64 = callers.values().sum();
     assert!(
         total >= 20,
@@ -357,6 +345,25 @@ fn go_profile_agrees_with_runtime_pprof_and_go_build_accepts_it() {
     assert!(status.success(), "go build -pgo accepts our profile");
 }
 
+/// Per caller, how many samples have a frame matching `callee` under it (its first such
+/// frame).
+fn callers_of(p: &Profile, callee: impl Fn(&str) -> bool) -> BTreeMap<String, i64> {
+    let view = ProfileView::new(p);
+    let count = view.sample_index(Some("samples")).unwrap();
+    let mut callers: BTreeMap<String, i64> = BTreeMap::new();
+    for s in &p.sample {
+        let names: Vec<String> = view
+            .frames(s)
+            .map(|f| view.frame_name(&f).into_owned())
+            .collect();
+        let at = names.iter().position(|n| callee(n));
+        if let Some(caller) = at.and_then(|i| names.get(i + 1)) {
+            *callers.entry(caller.clone()).or_default() += s.value[count];
+        }
+    }
+    callers
+}
+
 /// `text` as a Go regexp matching exactly it.
 fn regex_quote(text: &str) -> String {
     text.chars()
@@ -378,6 +385,34 @@ fn thread_ids(p: &Profile) -> std::collections::BTreeSet<i64> {
                 .map(|l| l.num)
         })
         .collect()
+}
+
+#[test]
+fn a_libc_leaf_keeps_its_caller_with_frame_pointers() {
+    // libc's memcpy sets up no frame, so the kernel's frame-pointer walk goes from it straight
+    // to its caller's caller; the collector puts the caller back from the stack, finding the
+    // return address by libc's call-frame information (the library has no symbols).
+    let _turn = cpu_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = c_fixture(dir.path());
+    let out = dir.path().join("copy.pb.gz");
+    let o = pgo(&[&"collect", &"-o", &out, &"--", &bin, &"copy"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unwinding: frame pointers"),
+        "{}",
+        stderr(&o)
+    );
+    let callers = callers_of(&load(&out), |f| {
+        f.contains("memcpy") || f.contains("memmove")
+    });
+    let total: i64 = callers.values().sum();
+    assert!(total >= 200, "too few samples in memcpy: {callers:?}");
+    let direct = callers.get("copy_block").copied().unwrap_or(0);
+    assert!(
+        direct * 10 >= total * 9,
+        "memcpy's callers (copy_block calls it): {callers:?}"
+    );
 }
 
 #[test]

@@ -553,41 +553,58 @@ fn resolve(
 /// Code of mapped files, for looking at instructions around sampled addresses.
 #[derive(Default)]
 struct CodeCache {
-    files: FxHashMap<PathBuf, Option<(pgo_binary::Binary, pgo_symbolize::ObjectInfo)>>,
+    files: FxHashMap<PathBuf, Option<MappedCode>>,
+}
+
+/// One mapped file, parsed for [`CodeCache`].
+struct MappedCode {
+    binary: pgo_binary::Binary,
+    info: pgo_symbolize::ObjectInfo,
+    /// Its `.eh_frame`, when it has one.
+    frames: Option<pgo_unwind::CallFrameInfo>,
 }
 
 impl CodeCache {
-    fn file(
-        &mut self,
-        path: &std::path::Path,
-    ) -> Option<&(pgo_binary::Binary, pgo_symbolize::ObjectInfo)> {
+    fn file(&mut self, path: &std::path::Path) -> Option<&MappedCode> {
         self.files
             .entry(path.to_path_buf())
             .or_insert_with(|| {
                 let data = std::fs::read(path).ok()?;
-                let binary = pgo_binary::Binary::parse(path, &data).ok()?;
-                let info = pgo_symbolize::ObjectInfo::parse(path, &data).ok()?;
-                Some((binary, info))
+                Some(MappedCode {
+                    binary: pgo_binary::Binary::parse(path, &data).ok()?,
+                    info: pgo_symbolize::ObjectInfo::parse(path, &data).ok()?,
+                    frames: pgo_unwind::CallFrameInfo::parse(&data),
+                })
             })
             .as_ref()
     }
 
-    /// See [`crate::frame_pointers::frameless_return_slot`].
+    /// Where the return address of the leaf stopped at `ip` is: by the file's call-frame
+    /// information where it has an entry for `ip` (compiled code, and libc's hand-written
+    /// functions, which a stripped library gives no symbols to find their code by), else by
+    /// reading the function's code ([`crate::frame_pointers::frameless_return_slot`]: Go
+    /// binaries have no `.eh_frame`).
     fn return_slot(&mut self, m: &pgo_record::MmapEvent, ip: u64) -> Option<usize> {
-        let (binary, info) = self.file(&m.filename)?;
-        let svma = info.svma_for_runtime_address(ip, m.start, m.pgoff)?;
-        let function = binary.function_at(svma)?;
-        let code = binary.function_code(function).ok()?;
+        let file = self.file(&m.filename)?;
+        let svma = file.info.svma_for_runtime_address(ip, m.start, m.pgoff)?;
+        if let Some(frames) = &file.frames
+            && let Some(slot) = frames.return_address_slot(svma)
+        {
+            return Some(slot);
+        }
+        let function = file.binary.function_at(svma)?;
+        let code = file.binary.function_code(function).ok()?;
         crate::frame_pointers::frameless_return_slot(code, function.start, svma)
     }
 
     /// Whether `address` is just after a call instruction: a real return address.
     fn follows_call(&mut self, m: &pgo_record::MmapEvent, address: u64) -> bool {
-        let Some((binary, info)) = self.file(&m.filename) else {
+        let Some(file) = self.file(&m.filename) else {
             return false;
         };
-        info.svma_for_runtime_address(address, m.start, m.pgoff)
-            .and_then(|svma| binary.call_at_return_address(svma))
+        file.info
+            .svma_for_runtime_address(address, m.start, m.pgoff)
+            .and_then(|svma| file.binary.call_at_return_address(svma))
             .is_some()
     }
 }

@@ -8,6 +8,9 @@
 //! does that with [`framehop`]: it turns **registers + a stack copy + the process's module
 //! list** into a **list of code addresses**, leaf first.
 //!
+//! [`CallFrameInfo`] answers the one question a frame-pointer profile needs of the same
+//! information: where a leaf that has not set up a frame keeps its return address.
+//!
 //! It is **not** a recorder (it does not call `perf_event_open` or ptrace), **not** a
 //! symbolizer (addresses stay addresses; see `pgo-symbolize`), and does **not** write
 //! profiles. It only reads the ELF files named by the caller's mappings (or `/proc/PID/maps`).
@@ -83,8 +86,11 @@
 //!
 //! Only x86-64 ELF is supported.
 
+mod leaf;
 mod maps;
 mod module;
+
+pub use leaf::CallFrameInfo;
 
 use std::collections::HashMap;
 use std::fs::File;
