@@ -4,42 +4,30 @@
 //! (libc's hand-written `memcpy` and `strlen` variants, which stripped distribution libraries
 //! give no symbols to find their code by).
 
+use std::sync::Arc;
+
+use framehop::ExplicitModuleSectionInfo;
 use gimli::{
     BaseAddresses, CfaRule, EhFrame, EhFrameHdr, LittleEndian, RegisterRule, UnwindContext,
     UnwindSection, X86_64,
 };
-use object::{Object, ObjectSection};
+
+use crate::module::{ModuleImage, eh_frame_bases};
 
 /// The `.eh_frame` (and its `.eh_frame_hdr` search table) of one x86-64 ELF file.
 pub struct CallFrameInfo {
-    eh_frame: Vec<u8>,
-    eh_frame_hdr: Option<Vec<u8>>,
+    /// The file's unwind sections, as the unwinder reads them.
+    sections: ExplicitModuleSectionInfo<Arc<[u8]>>,
     bases: BaseAddresses,
 }
 
 impl CallFrameInfo {
-    /// The call-frame information of the ELF file `elf`; `None` when it has no `.eh_frame`.
+    /// The call-frame information of the x86-64 ELF file `elf`; `None` when it has no
+    /// `.eh_frame`.
     pub fn parse(elf: &[u8]) -> Option<CallFrameInfo> {
-        let file = object::File::parse(elf).ok()?;
-        let section = |name: &str| {
-            let s = file.section_by_name(name)?;
-            Some((s.data().ok()?.to_vec(), s.address()))
-        };
-        let (eh_frame, eh_frame_svma) = section(".eh_frame")?;
-        let hdr = section(".eh_frame_hdr");
-        let address_of = |name: &str| file.section_by_name(name).map_or(0, |s| s.address());
-        let mut bases = BaseAddresses::default()
-            .set_eh_frame(eh_frame_svma)
-            .set_text(address_of(".text"))
-            .set_got(address_of(".got"));
-        if let Some((_, svma)) = &hdr {
-            bases = bases.set_eh_frame_hdr(*svma);
-        }
-        Some(CallFrameInfo {
-            eh_frame,
-            eh_frame_hdr: hdr.map(|(data, _)| data),
-            bases,
-        })
+        let sections = ModuleImage::from_bytes(elf).ok()?.sections;
+        let bases = eh_frame_bases(&sections).filter(|_| sections.eh_frame.is_some())?;
+        Some(CallFrameInfo { sections, bases })
     }
 
     /// For a sample stopped at `svma` (an address of this file as linked), how many 8-byte
@@ -48,8 +36,8 @@ impl CallFrameInfo {
     /// the frame address is computed from another register (the frame pointer is set up, so
     /// the kernel's walk already found the caller) or by an expression.
     pub fn return_address_slot(&self, svma: u64) -> Option<usize> {
-        let eh_frame = EhFrame::new(&self.eh_frame, LittleEndian);
-        let fde = match &self.eh_frame_hdr {
+        let eh_frame = EhFrame::new(self.sections.eh_frame.as_deref()?, LittleEndian);
+        let fde = match self.sections.eh_frame_hdr.as_deref() {
             Some(hdr) => EhFrameHdr::new(hdr, LittleEndian)
                 .parse(&self.bases, 8)
                 .ok()?

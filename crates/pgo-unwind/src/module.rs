@@ -135,13 +135,8 @@ impl ModuleImage {
             debug_frame,
             ..Default::default()
         };
-        let signal_trampolines = match (&sections.eh_frame, &sections.eh_frame_svma) {
-            (Some(data), Some(svma)) => signal_trampolines(
-                data,
-                svma.start,
-                sections.text_svma.as_ref().map_or(0, |r| r.start),
-                sections.got_svma.as_ref().map_or(0, |r| r.start),
-            ),
+        let signal_trampolines = match (&sections.eh_frame, eh_frame_bases(&sections)) {
+            (Some(data), Some(bases)) => signal_trampolines(data, &bases),
             _ => Vec::new(),
         };
         Ok(ModuleImage {
@@ -196,19 +191,31 @@ pub(crate) struct LoadedModule {
     pub(crate) image: Arc<ModuleImage>,
 }
 
+/// gimli's base addresses for reading the `.eh_frame` of `sections` (and its search table);
+/// `None` without an `.eh_frame`.
+pub(crate) fn eh_frame_bases(
+    sections: &ExplicitModuleSectionInfo<Arc<[u8]>>,
+) -> Option<gimli::BaseAddresses> {
+    let start = |r: &Option<Range<u64>>| r.as_ref().map_or(0, |r| r.start);
+    let mut bases = gimli::BaseAddresses::default()
+        .set_eh_frame(sections.eh_frame_svma.as_ref()?.start)
+        .set_text(start(&sections.text_svma))
+        .set_got(start(&sections.got_svma));
+    if let Some(hdr) = &sections.eh_frame_hdr_svma {
+        bases = bases.set_eh_frame_hdr(hdr.start);
+    }
+    Some(bases)
+}
+
 /// Finds the FDEs of signal trampolines in `.eh_frame`. A malformed section yields what was
 /// found before the error.
-fn signal_trampolines(eh_frame: &[u8], eh_frame_svma: u64, text: u64, got: u64) -> Vec<Range<u64>> {
-    use gimli::{BaseAddresses, CieOrFde, EhFrame, LittleEndian, UnwindSection};
+fn signal_trampolines(eh_frame: &[u8], bases: &gimli::BaseAddresses) -> Vec<Range<u64>> {
+    use gimli::{CieOrFde, EhFrame, LittleEndian, UnwindSection};
 
     let eh_frame = EhFrame::new(eh_frame, LittleEndian);
-    let bases = BaseAddresses::default()
-        .set_eh_frame(eh_frame_svma)
-        .set_text(text)
-        .set_got(got);
     // Pass 1: the (few) CIEs with the `S` augmentation. Most files have none.
     let mut cies = Vec::new();
-    let mut entries = eh_frame.entries(&bases);
+    let mut entries = eh_frame.entries(bases);
     while let Ok(Some(entry)) = entries.next() {
         if let CieOrFde::Cie(cie) = entry
             && cie.is_signal_trampoline()
@@ -221,7 +228,7 @@ fn signal_trampolines(eh_frame: &[u8], eh_frame_svma: u64, text: u64, got: u64) 
     }
     // Pass 2: the address ranges of the FDEs using them.
     let mut ranges = Vec::new();
-    let mut entries = eh_frame.entries(&bases);
+    let mut entries = eh_frame.entries(bases);
     while let Ok(Some(entry)) = entries.next() {
         if let CieOrFde::Fde(partial) = entry
             && cies.contains(&partial.cie_offset().0)
