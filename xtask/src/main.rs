@@ -126,12 +126,17 @@ fn ensure_debian_packages(programs: &[(&str, &str)]) -> Result<(), String> {
         "xtask: installing Debian packages {} (needed by the tests)",
         missing.join(" ")
     );
+    apt_install(&missing)
+}
+
+/// `apt-get install` of `packages` (after an `apt-get update`).
+fn apt_install(packages: &[&str]) -> Result<(), String> {
     let apt = find_in_path("apt-get")
-        .ok_or_else(|| format!("apt-get not found; install {} by hand", missing.join(" ")))?;
+        .ok_or_else(|| format!("apt-get not found; install {} by hand", packages.join(" ")))?;
     run(Command::new(&apt).args(["update", "-qq"]))?;
     run(Command::new(&apt)
         .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing))
+        .args(packages))
 }
 
 /// Installs clang-22's profile runtime (`libclang_rt.profile.a`, Debian's `libclang-rt-22-dev`)
@@ -147,16 +152,7 @@ fn ensure_clang_profile_runtime() -> Result<(), String> {
         return Ok(());
     }
     eprintln!("xtask: installing libclang-rt-22-dev (clang-22's profile runtime, for instr PGO)");
-    let apt =
-        find_in_path("apt-get").ok_or("apt-get not found; install libclang-rt-22-dev by hand")?;
-    run(Command::new(&apt).args(["update", "-qq"]))?;
-    run(Command::new(&apt).args([
-        "install",
-        "-y",
-        "-qq",
-        "--no-install-recommends",
-        "libclang-rt-22-dev",
-    ]))
+    apt_install(&["libclang-rt-22-dev"])
 }
 
 fn test(extra: &[String]) -> Result<(), String> {
