@@ -179,7 +179,7 @@ fn callgrind_costs(text: &str, binary: &str) -> HashMap<u64, f64> {
     let mut names: HashMap<String, String> = HashMap::new();
     let mut costs = HashMap::new();
     let (mut in_binary, mut after_calls) = (false, false);
-    let (mut addr, mut line) = (0u64, 0i64);
+    let mut addr = 0u64;
     let position = |tok: &str, cur: i64| -> i64 {
         if tok == "*" {
             cur
@@ -210,12 +210,12 @@ fn callgrind_costs(text: &str, binary: &str) -> HashMap<u64, f64> {
         if !l.starts_with(|c: char| c.is_ascii_digit() || "+-*".contains(c)) {
             continue;
         }
+        // The address, then the line (not needed here).
         let mut it = l.split_whitespace();
-        let (Some(a), Some(ln)) = (it.next(), it.next()) else {
+        let (Some(a), Some(_line)) = (it.next(), it.next()) else {
             continue;
         };
         addr = position(a, addr as i64) as u64;
-        line = position(ln, line);
         if std::mem::take(&mut after_calls) {
             continue;
         }

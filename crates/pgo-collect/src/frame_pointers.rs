@@ -190,14 +190,15 @@ fn leaves_the_stack_alone(code: &[u8], start: u64) -> bool {
                 | iced_x86::FlowControl::IndirectCall
                 | iced_x86::FlowControl::Return
         );
-        let writes_rsp = (0..insn.op_count()).any(|i| {
+        // Any register operand naming the stack pointer (reads too: conservative).
+        let names_rsp = (0..insn.op_count()).any(|i| {
             insn.op_kind(i) == iced_x86::OpKind::Register
                 && matches!(
                     insn.op_register(i),
                     Register::RSP | Register::ESP | Register::SP
                 )
         });
-        if (insn.stack_pointer_increment() != 0 && !call_or_return) || writes_rsp {
+        if (insn.stack_pointer_increment() != 0 && !call_or_return) || names_rsp {
             return false;
         }
     }
