@@ -15,8 +15,14 @@ use crate::commands::{InputArgs, emit, emit_json, load, sample_index};
 
 #[derive(Args)]
 pub struct ApplyArgs {
-    /// Profiles to build with (several are merged).
-    #[arg(long = "profile", short = 'p', value_name = "PROFILE", required = true)]
+    /// Profiles to build with (several are merged). Optional with --allow-missing: without
+    /// one, that builds the binary to profile.
+    #[arg(
+        long = "profile",
+        short = 'p',
+        value_name = "PROFILE",
+        required_unless_present = "allow_missing"
+    )]
     profiles: Vec<PathBuf>,
     /// Decisions from `pgo analyze`; without it the profiles are analyzed here.
     #[arg(long, value_name = "FILE")]
@@ -271,8 +277,7 @@ impl ProgramLookup {
                     let names: Vec<String> =
                         several.iter().map(|p| p.display().to_string()).collect();
                     return Err(format!(
-                        "the build linked {} programs ({}); give --output-binary to name the \
-                         one the profile describes",
+                        "the build linked {} programs ({}), none named as the profiled one",
                         names.len(),
                         names.join(", ")
                     ));
@@ -307,7 +312,12 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
     let mut backend = backend_for(&a, &backend_name, None)?;
 
     // The profile. Missing or corrupt is an error, unless the user asked to build without.
-    let profile = match load(&a.profiles, &a.input, &[]) {
+    let loaded = if a.profiles.is_empty() {
+        Err(Error::new("pgo apply", "no --profile given"))
+    } else {
+        load(&a.profiles, &a.input, &[])
+    };
+    let profile = match loaded {
         Ok(p) => p,
         Err(e) if a.allow_missing => {
             eprintln!("pgo: WARNING: {e}");
@@ -696,4 +706,5 @@ pgo apply --profile prod.pb.gz -- cargo build --release\n  \
 pgo apply --profile a.pb.gz --profile b.pb.gz --fail-below 90 --json -- cargo build --release\n  \
 pgo apply --profile app.pb.gz --backend clang -- make CC=clang-22\n  \
 pgo apply --profile cpu.pprof --backend go -- go build -o app .\n  \
-pgo apply --profile p.pb.gz --dry-run      (print the environment, write the files, no build)";
+pgo apply --profile p.pb.gz --dry-run      (print the environment, write the files, no build)\n  \
+pgo apply --allow-missing -- cargo build --release   (no profile yet: the binary to profile)";

@@ -239,6 +239,11 @@ fn a_missing_profile_is_an_error_unless_allowed_and_then_it_says_so() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("nope.pb.gz"), "{err}");
     assert!(!marker.exists());
+    // No --profile at all is a usage error too, unless allowed.
+    let out = apply(dir.path(), &[&"--", &"touch", &marker], &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--profile"), "{}", stderr(&out));
+    assert!(!marker.exists());
 
     // The build runs, and with the flags that make its binary the one to profile next (v0
     // names, discriminators), merged into cargo's flags.
@@ -303,10 +308,10 @@ fn a_default_release_profile_gets_the_debug_info_pgo_needs_a_users_own_is_kept_a
     )
     .unwrap();
     let target = dir.path().join("target");
+    // No --profile at all: the first build, as `pgo collect`'s hint for a binary without
+    // debug info spells it.
     let build = || {
-        let missing = dir.path().join("none.pb.gz");
-        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
-            vec![&"--profile", &missing, &"--allow-missing", &"--"];
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"--allow-missing", &"--"];
         let command = ["cargo", "build", "--release", "--quiet"];
         args.extend(command.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
         let out = apply(&work, &args, &[("CARGO_TARGET_DIR", &target)]);
