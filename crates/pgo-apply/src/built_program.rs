@@ -100,7 +100,8 @@ fn is_elf(path: &Path) -> bool {
 }
 
 /// The program among `linked` the user means: the one `--bin` named, else the one with the
-/// profiled binary's file name, else the only one. `Err` carries the candidates when that
+/// profiled binary's file name, else the only one, else the only one of the profiled file's
+/// kind (executable or shared library). `Err` carries the candidates when that
 /// does not decide (none linked, or several and no name to choose by).
 pub fn pick(
     linked: &[PathBuf],
@@ -118,11 +119,31 @@ pub fn pick(
     if let [one] = linked {
         return Ok(one.clone());
     }
+    // A renamed copy was profiled (`app` deployed as `app-v2`): a package that links an
+    // executable and a cdylib still has one program of the profiled one's kind.
+    if by_bin.is_empty()
+        && let Some(profiled) = profiled_name
+    {
+        let kind = is_shared_library(profiled);
+        let same_kind: Vec<&PathBuf> = linked
+            .iter()
+            .filter(|p| p.file_name().is_some_and(|n| is_shared_library(n) == kind))
+            .collect();
+        if let [one] = same_kind.as_slice() {
+            return Ok((*one).clone());
+        }
+    }
     Err(if by_bin.is_empty() {
         linked.to_vec()
     } else {
         by_bin.into_iter().cloned().collect()
     })
+}
+
+/// `libfoo.so`, `libfoo.so.1`: what the dynamic linker loads, not what a user starts.
+fn is_shared_library(name: &OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.ends_with(".so") || name.contains(".so.")
 }
 
 #[cfg(test)]
@@ -192,6 +213,17 @@ mod tests {
             pick(&[p("app")], &[], Some(OsStr::new("app-2.1"))),
             Ok(p("app")),
             "a deployed copy's name, one program built"
+        );
+        let with_cdylib = [p("app"), p("libapp.so")];
+        assert_eq!(
+            pick(&with_cdylib, &[], Some(OsStr::new("app-2.1"))),
+            Ok(p("app")),
+            "a deployed copy's name, a program and a shared library built"
+        );
+        assert_eq!(
+            pick(&with_cdylib, &[], Some(OsStr::new("libapp.so.2"))),
+            Ok(p("libapp.so")),
+            "a profiled shared library"
         );
         assert_eq!(pick(&[], &[], Some(OsStr::new("app"))), Err(vec![]));
         assert_eq!(profile_dir("dev"), "debug");
