@@ -49,9 +49,11 @@ pub struct CollectArgs {
     /// How to rebuild call stacks.
     #[arg(long, value_enum, default_value = "auto")]
     unwind: Unwind,
-    /// Bytes of user stack copied with each sample in DWARF mode (deeper stacks need more;
-    /// the profile's comments say how many stacks were unwound completely).
-    #[arg(long, default_value_t = 8192, value_name = "BYTES")]
+    /// Bytes of user stack copied with each sample in DWARF mode, at most 65528 (deeper
+    /// stacks need more; the profile's comments say how many stacks were unwound completely;
+    /// less costs the program less).
+    #[arg(long, default_value_t = pgo_collect::MAX_STACK_BYTES, value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(8..=i64::from(pgo_collect::MAX_STACK_BYTES)))]
     stack_bytes: u32,
     /// Print a JSON summary on standard output, as its last line (after the program's own
     /// output, which passes through).

@@ -345,6 +345,50 @@ fn go_profile_agrees_with_runtime_pprof_and_go_build_accepts_it() {
     assert!(status.success(), "go build -pgo accepts our profile");
 }
 
+#[test]
+fn a_go_program_under_a_shell_keeps_whole_stacks_in_dwarf_mode() {
+    // `pgo collect -- sh train.sh` records in DWARF mode (the shell has no symbols to check
+    // for frame pointers). Go runs its garbage collector and allocator on a system stack
+    // that a copy of the goroutine's stack does not hold; Go's frame pointers link across,
+    // so the kernel's frame-pointer chain carries those stacks on to their goroutine.
+    let _turn = cpu_turn();
+    let Some(go) = go() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let binary = go_fixture(&go, dir.path());
+    let out = dir.path().join("viash.pb.gz");
+    let script = format!("'{}' -seconds 3", binary.display());
+    let o = pgo(&[&"collect", &"-o", &out, &"--", &"sh", &"-c", &script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unwinding: dwarf"), "{}", stderr(&o));
+    let profile = load(&out);
+    let view = ProfileView::new(&profile);
+    // Samples on the system stack (under runtime.systemstack), and how many of them reach
+    // the goroutine's (or the thread's) outermost frame.
+    let (mut on_system_stack, mut whole) = (0, 0);
+    for s in &profile.sample {
+        let names: Vec<String> = view
+            .frames(s)
+            .map(|f| view.frame_name(&f).into_owned())
+            .collect();
+        if !names.iter().any(|n| n == "runtime.systemstack") {
+            continue;
+        }
+        on_system_stack += s.value[0];
+        let root = names.last().map(String::as_str).unwrap_or("");
+        if ["runtime.goexit", "runtime.mstart", "runtime.rt0_go"].contains(&root) {
+            whole += s.value[0];
+        }
+    }
+    assert!(
+        on_system_stack >= 20,
+        "{on_system_stack} samples on Go's system stack"
+    );
+    assert!(
+        whole * 10 >= on_system_stack * 9,
+        "{whole} of {on_system_stack} samples on Go's system stack reach goexit, mstart or rt0_go"
+    );
+}
+
 /// Per caller, how many samples have a frame matching `callee` under it (its first such
 /// frame).
 fn callers_of(p: &Profile, callee: impl Fn(&str) -> bool) -> BTreeMap<String, i64> {
@@ -754,6 +798,35 @@ fn auto_mode_picks_dwarf_for_a_default_rust_build_and_frame_pointers_when_presen
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn stacks_deeper_than_the_stack_copy_are_warned_about() {
+    let _turn = cpu_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("short.pb.gz");
+    let binary = rust_fixture(false);
+    let collect = |bytes: &str| {
+        let o = pgo(&[
+            &"collect",
+            &"--unwind",
+            &"dwarf",
+            &"--stack-bytes",
+            &bytes,
+            &"-o",
+            &out,
+            &"--",
+            &binary,
+            &"300",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stderr(&o)
+    };
+    let err = collect("128");
+    assert!(err.contains("deeper than the stack copy"), "{err}");
+    // The default copy holds this program's stacks.
+    let err = collect("65528");
+    assert!(!err.contains("deeper than the stack copy"), "{err}");
 }
 
 #[test]

@@ -59,6 +59,10 @@ struct DwarfUnwinding {
     unwound: u64,
     /// Samples where the stack copy was unusable and the kernel's frame-pointer chain was kept.
     fell_back: u64,
+    /// Samples whose walk the kernel's frame-pointer chain carried on.
+    spliced: u64,
+    /// Samples whose walk ran off the end of the stack copy (and no chain carried it on).
+    cut_short: u64,
 }
 
 /// Our own vdso image, for unwinding through other processes' vdso (it is the kernel's).
@@ -95,6 +99,32 @@ struct FrameKey {
     is_leaf: bool,
 }
 
+/// Carries a DWARF walk on along the kernel's frame-pointer chain, where
+/// that chain reaches the walk's last frame at the walk's own depth (or one less: a frameless
+/// leaf's caller is missing from a frame-pointer chain) and goes on. Code that keeps frame
+/// pointers while its call-frame information cannot be followed (Go's `systemstack` switches
+/// to another stack, which a stack copy does not hold; Go's frame pointers link across)
+/// loses nothing to a DWARF recording (`pgo collect -- ./train.sh`, where the shell decides
+/// the mode). A frame-pointer chain through code without frame pointers is garbage, and
+/// matches the walk's return address at that depth only by accident. Returns whether it did.
+fn splice_kernel_chain(frames: &mut Vec<u64>, chain: impl Iterator<Item = u64>) -> bool {
+    let Some(&last) = frames.last() else {
+        return false;
+    };
+    let chain: Vec<u64> = chain.collect();
+    let depth = frames.len() - 1;
+    let at = [depth, depth.saturating_sub(1)]
+        .into_iter()
+        .find(|&j| j >= 1 && chain.get(j) == Some(&last));
+    match at {
+        Some(j) if j + 1 < chain.len() => {
+            frames.extend_from_slice(&chain[j + 1..]);
+            true
+        }
+        _ => false,
+    }
+}
+
 impl Collector {
     pub(crate) fn new(unwind: UnwindMode) -> Self {
         Collector {
@@ -107,6 +137,8 @@ impl Collector {
                 complete: 0,
                 unwound: 0,
                 fell_back: 0,
+                spliced: 0,
+                cut_short: 0,
             }),
         }
     }
@@ -115,8 +147,8 @@ impl Collector {
     fn unwind_report(&self) -> Option<String> {
         let d = self.dwarf.as_ref()?;
         Some(format!(
-            "dwarf unwinding: {} of {} stacks reached their outermost frame; {} kept the kernel's frame-pointer chain",
-            d.complete, d.unwound, d.fell_back
+            "dwarf unwinding: {} of {} stacks reached their outermost frame; {} kept the kernel's frame-pointer chain; {} were completed by it",
+            d.complete, d.unwound, d.fell_back, d.spliced
         ))
     }
 
@@ -180,7 +212,18 @@ impl Collector {
                     d.fell_back += 1;
                     None
                 } else {
-                    Some(r.frames)
+                    let mut frames = r.frames;
+                    // Even a walk that ended where the call-frame information says the
+                    // stack ends: Go's `systemstack` ends the system stack's frames that way.
+                    if splice_kernel_chain(&mut frames, s.user_frames()) {
+                        d.spliced += 1;
+                    } else if matches!(
+                        r.error,
+                        Some(pgo_unwind::UnwindError::StackCopyExhausted { .. })
+                    ) {
+                        d.cut_short += 1;
+                    }
+                    Some(frames)
                 }
             }
             _ => None,
@@ -244,6 +287,17 @@ impl Collector {
         ));
         if let Some(report) = self.unwind_report() {
             b.add_comment(&report);
+        }
+        if let Some(d) = &self.dwarf
+            && d.unwound >= 100
+            && d.cut_short * 10 > d.unwound
+        {
+            warnings.push(format!(
+                "{:.0}% of the stacks were deeper than the stack copy, so their callers are \
+                 missing: give a larger --stack-bytes (at most 65528), or build with frame \
+                 pointers (-Cforce-frame-pointers=yes, -fno-omit-frame-pointer) and use --unwind fp",
+                d.cut_short as f64 * 100.0 / d.unwound as f64
+            ));
         }
 
         let leaf_fixes = self.restore_frameless_callers();
@@ -606,5 +660,46 @@ impl CodeCache {
             .svma_for_runtime_address(address, m.start, m.pgoff)
             .and_then(|svma| file.binary.call_at_return_address(svma))
             .is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::splice_kernel_chain;
+
+    #[test]
+    fn a_walk_is_carried_on_only_where_the_frame_pointer_chain_agrees_with_it() {
+        // The chain holds the walk's last frame at the walk's depth and goes on.
+        let mut frames = vec![0x10, 0x20, 0x30];
+        assert!(splice_kernel_chain(
+            &mut frames,
+            [0x10, 0x20, 0x30, 0x40, 0x50].into_iter()
+        ));
+        assert_eq!(frames, [0x10, 0x20, 0x30, 0x40, 0x50]);
+        // A frameless leaf's caller (0x20) is not in a frame-pointer chain: one shallower.
+        let mut frames = vec![0x10, 0x20, 0x30];
+        assert!(splice_kernel_chain(
+            &mut frames,
+            [0x10, 0x30, 0x40].into_iter()
+        ));
+        assert_eq!(frames, [0x10, 0x20, 0x30, 0x40]);
+        // A recursion: the same return address deeper in the chain is not where the walk
+        // stopped.
+        let mut frames = vec![0x10, 0x20, 0x20];
+        assert!(splice_kernel_chain(
+            &mut frames,
+            [0x10, 0x20, 0x20, 0x20, 0x20, 0x90].into_iter()
+        ));
+        assert_eq!(frames, [0x10, 0x20, 0x20, 0x20, 0x20, 0x90]);
+        // Garbage (code without frame pointers), a chain that ends there, no chain: unchanged.
+        for chain in [
+            vec![0x10, 0x7777, 0x8888, 0x9999],
+            vec![0x10, 0x20, 0x30],
+            vec![],
+        ] {
+            let mut frames = vec![0x10, 0x20, 0x30];
+            assert!(!splice_kernel_chain(&mut frames, chain.clone().into_iter()));
+            assert_eq!(frames, [0x10, 0x20, 0x30], "{chain:x?}");
+        }
     }
 }
