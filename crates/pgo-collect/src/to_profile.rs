@@ -107,11 +107,10 @@ struct FrameKey {
 /// loses nothing to a DWARF recording (`pgo collect -- ./train.sh`, where the shell decides
 /// the mode). A frame-pointer chain through code without frame pointers is garbage, and
 /// matches the walk's return address at that depth only by accident. Returns whether it did.
-fn splice_kernel_chain(frames: &mut Vec<u64>, chain: impl Iterator<Item = u64>) -> bool {
+fn splice_kernel_chain(frames: &mut Vec<u64>, chain: &[u64]) -> bool {
     let Some(&last) = frames.last() else {
         return false;
     };
-    let chain: Vec<u64> = chain.collect();
     let depth = frames.len() - 1;
     let at = [depth, depth.saturating_sub(1)]
         .into_iter()
@@ -207,15 +206,22 @@ impl Collector {
                 );
                 d.unwound += 1;
                 d.complete += u64::from(r.complete);
+                // The kernel's chain, as far as it stays in mapped code: through code without
+                // frame pointers it follows whatever the frame-pointer register held.
+                let spaces = &self.spaces;
+                let chain: Vec<u64> = s
+                    .user_frames()
+                    .take_while(|&a| spaces.find(s.pid, a, s.time).is_some())
+                    .collect();
                 // A walk stuck at the leaf is worse than a kernel chain, when there is one.
-                if r.frames.len() <= 1 && s.user_frames().nth(1).is_some() {
+                if r.frames.len() <= 1 && chain.len() > 1 {
                     d.fell_back += 1;
-                    None
+                    Some(chain)
                 } else {
                     let mut frames = r.frames;
                     // Even a walk that ended where the call-frame information says the
                     // stack ends: Go's `systemstack` ends the system stack's frames that way.
-                    if splice_kernel_chain(&mut frames, s.user_frames()) {
+                    if splice_kernel_chain(&mut frames, &chain) {
                         d.spliced += 1;
                     } else if matches!(
                         r.error,
@@ -673,22 +679,19 @@ mod tests {
         let mut frames = vec![0x10, 0x20, 0x30];
         assert!(splice_kernel_chain(
             &mut frames,
-            [0x10, 0x20, 0x30, 0x40, 0x50].into_iter()
+            &[0x10, 0x20, 0x30, 0x40, 0x50]
         ));
         assert_eq!(frames, [0x10, 0x20, 0x30, 0x40, 0x50]);
         // A frameless leaf's caller (0x20) is not in a frame-pointer chain: one shallower.
         let mut frames = vec![0x10, 0x20, 0x30];
-        assert!(splice_kernel_chain(
-            &mut frames,
-            [0x10, 0x30, 0x40].into_iter()
-        ));
+        assert!(splice_kernel_chain(&mut frames, &[0x10, 0x30, 0x40]));
         assert_eq!(frames, [0x10, 0x20, 0x30, 0x40]);
         // A recursion: the same return address deeper in the chain is not where the walk
         // stopped.
         let mut frames = vec![0x10, 0x20, 0x20];
         assert!(splice_kernel_chain(
             &mut frames,
-            [0x10, 0x20, 0x20, 0x20, 0x20, 0x90].into_iter()
+            &[0x10, 0x20, 0x20, 0x20, 0x20, 0x90]
         ));
         assert_eq!(frames, [0x10, 0x20, 0x20, 0x20, 0x20, 0x90]);
         // Garbage (code without frame pointers), a chain that ends there, no chain: unchanged.
@@ -698,7 +701,7 @@ mod tests {
             vec![],
         ] {
             let mut frames = vec![0x10, 0x20, 0x30];
-            assert!(!splice_kernel_chain(&mut frames, chain.clone().into_iter()));
+            assert!(!splice_kernel_chain(&mut frames, &chain));
             assert_eq!(frames, [0x10, 0x20, 0x30], "{chain:x?}");
         }
     }
