@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use pgo_apply::staleness::{StaleReason, Staleness, check};
+use pgo_apply::staleness::{Dependencies, StaleReason, Staleness, check, check_with_dependencies};
 use pgo_profile::{FunctionInfo, LineInfo, Profile, ProfileBuilder, ProfileView};
 
 const LIB_RS: &str = "\
@@ -162,6 +162,59 @@ fn fresh_sources_are_100_percent_fresh() {
     assert_eq!(r.fresh_functions, 5);
     let ext = r.external_percent().unwrap();
     assert!((ext - 100.0 * EXTERNAL as f64 / r.total as f64).abs() < 1e-9);
+}
+
+#[test]
+fn dependencies_are_checked_against_the_versions_the_build_compiles() {
+    let s = setup();
+    let p = profile(&s);
+    let roots = std::slice::from_ref(&s.root);
+    // serde 1.0.0 in this machine's registry (not the profiled machine's CARGO_HOME), and the
+    // directory outside the root as a path dependency.
+    let registry = s
+        .outside
+        .join("cargo/registry/src/index.crates.io-1949cf8c6b5b557f");
+    let serde = registry.join("serde-1.0.0");
+    fs::create_dir_all(serde.join("src")).unwrap();
+    let text = format!("{}    fn deserialize<D>(d: D) -> Self;\n", "\n".repeat(9));
+    fs::write(serde.join("src/lib.rs"), text).unwrap();
+    let deps = Dependencies::new([serde.clone(), s.outside.clone()]);
+    let r = check_with_dependencies(&p, 1, roots, &deps);
+    assert_eq!(r.fresh_weight, PROJECT + 30 + 10, "{r:#?}");
+    assert_eq!(r.stale_weight, 0, "{r:#?}");
+    assert_eq!(r.dependency_weight, 30 + 10);
+    assert_eq!(
+        r.external_weight,
+        100 + 20,
+        "std and Go's runtime stay external"
+    );
+
+    // The function moved in the dependency's source: stale, as in the project's own.
+    fs::write(serde.join("src/lib.rs"), "\n// moved\n").unwrap();
+    let r = check_with_dependencies(&p, 1, roots, &deps);
+    assert_eq!(r.stale_weight, 30, "{r:#?}");
+
+    // An upgrade: the build compiles serde 1.0.1, so the profile's serde 1.0.0 code is stale.
+    let upgraded = registry.join("serde-1.0.1");
+    fs::create_dir_all(&upgraded).unwrap();
+    let r = check_with_dependencies(&p, 1, roots, &Dependencies::new([upgraded]));
+    assert_eq!(r.stale_weight, 30, "{r:#?}");
+    assert_eq!(
+        r.stale[0].reason,
+        StaleReason::DependencyGone {
+            dependency: "serde-1.0.0".into()
+        }
+    );
+    assert_eq!(
+        r.stale[0].reason.to_string(),
+        "serde-1.0.0 is no longer a dependency of this build"
+    );
+
+    // Not a cargo or go build: as `check`.
+    assert_eq!(
+        check_with_dependencies(&p, 1, roots, &Dependencies::default()),
+        check(&p, 1, roots)
+    );
 }
 
 #[test]

@@ -104,6 +104,64 @@ fn guess_language(backend: &str, command: &[String]) -> Language {
     }
 }
 
+/// The source directories of the build's dependencies, for the staleness check: `cargo
+/// metadata`'s packages for a cargo build, `go list -m all`'s module directories for a go
+/// build; none for other builds, or when the tool cannot say (the check then leaves
+/// dependencies out, as before).
+fn dependency_dirs(command: &[String], workdir: &Path) -> Vec<PathBuf> {
+    let program = command
+        .first()
+        .and_then(|c| Path::new(c).file_name())
+        .and_then(|n| n.to_str());
+    let output = match program {
+        Some("cargo") => {
+            let cargo = pgo_apply::cargo_profile::cargo_build(command);
+            let mut cmd = std::process::Command::new("cargo");
+            cmd.args(["metadata", "--format-version", "1"]);
+            if let Some(manifest) = &cargo.manifest_path {
+                cmd.arg("--manifest-path").arg(manifest);
+            }
+            cmd
+        }
+        Some("go") => {
+            let mut cmd = std::process::Command::new(&command[0]);
+            cmd.args(["list", "-m", "-f", "{{.Dir}}", "all"]);
+            cmd
+        }
+        _ => return Vec::new(),
+    }
+    .current_dir(workdir)
+    .stdin(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .output();
+    let Ok(output) = output.map_err(|_| ()).and_then(|o| {
+        if o.status.success() {
+            Ok(o.stdout)
+        } else {
+            Err(())
+        }
+    }) else {
+        return Vec::new();
+    };
+    if program == Some("go") {
+        return String::from_utf8_lossy(&output)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(PathBuf::from)
+            .collect();
+    }
+    let Ok(metadata) = serde_json::from_slice::<serde_json::Value>(&output) else {
+        return Vec::new();
+    };
+    metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["manifest_path"].as_str())
+        .filter_map(|m| Path::new(m).parent().map(Path::to_path_buf))
+        .collect()
+}
+
 fn default_backend(command: &[String]) -> &'static str {
     match guess_language("", command) {
         Language::Rust | Language::Unknown => "rustc",
@@ -367,13 +425,32 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
     }
 
     // Staleness: does the profile still describe these sources?
-    let staleness = pgo_apply::staleness::check(&profile, index, std::slice::from_ref(&workdir));
+    // The project's own packages (workspace members) are its sources, not dependencies.
+    let dependencies: Vec<PathBuf> = dependency_dirs(&a.command, &workdir)
+        .into_iter()
+        .filter(|d| !workdir.starts_with(d) && !d.starts_with(&workdir))
+        .collect();
+    let staleness = pgo_apply::staleness::check_with_dependencies(
+        &profile,
+        index,
+        std::slice::from_ref(&workdir),
+        &pgo_apply::staleness::Dependencies::new(dependencies),
+    );
     let fresh = staleness.fresh_percent();
     match fresh {
         Some(p) => {
+            let checked = staleness.fresh_weight + staleness.stale_weight;
+            let in_dependencies = match staleness.dependency_weight {
+                0 => String::new(),
+                w => format!(
+                    " ({:.0}% of the weight checked is in the sources of the dependencies this \
+                     build compiles)",
+                    w as f64 * 100.0 / checked as f64
+                ),
+            };
             eprintln!(
                 "pgo: profile freshness: {p:.1}% of the profile's weight in this project's sources \
-                 is in functions still at their start line"
+                 is in functions still at their start line{in_dependencies}"
             );
             for s in staleness.stale.iter().take(5) {
                 eprintln!(

@@ -388,6 +388,92 @@ fn a_stale_profile_fails_ci_with_fail_below() {
 }
 
 #[test]
+fn freshness_covers_the_dependencies_the_build_compiles() {
+    // A thin program over its library: all of the profile is in the dependency's sources,
+    // recorded in another checkout of it (a CI clone elsewhere).
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("hotlib");
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(lib.join("src")).unwrap();
+    std::fs::create_dir_all(app.join("src")).unwrap();
+    std::fs::write(
+        lib.join("Cargo.toml"),
+        "[package]\nname = \"hotlib\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    let source = "// The hot part.\n\npub fn hot(x: u64) -> u64 {\n    x * 3\n}\n";
+    std::fs::write(lib.join("src/lib.rs"), source).unwrap();
+    std::fs::write(
+        app.join("Cargo.toml"),
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+         [dependencies]\nhotlib = { path = \"../hotlib\" }\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("src/main.rs"),
+        "fn main() {\n    println!(\"{}\", hotlib::hot(2));\n}\n",
+    )
+    .unwrap();
+
+    let mut b = pgo_profile::ProfileBuilder::new(&[("samples", "count"), ("cpu", "nanoseconds")]);
+    let hot = b.function(pgo_profile::FunctionInfo {
+        name: "hotlib::hot",
+        system_name: "_ZN6hotlib3hot17h0123456789abcdefE",
+        filename: "/builds/elsewhere/hotlib/src/lib.rs",
+        start_line: 3,
+    });
+    let main = b.function(pgo_profile::FunctionInfo {
+        name: "app::main",
+        system_name: "_ZN3app4main17h0123456789abcdefE",
+        filename: "/builds/elsewhere/app/src/main.rs",
+        start_line: 1,
+    });
+    let line = |function, line| pgo_profile::LineInfo {
+        function,
+        line,
+        column: 0,
+    };
+    let leaf = b.location(None, 0x10, &[line(hot, 4)]);
+    let caller = b.location(None, 0x20, &[line(main, 2)]);
+    b.add_sample(&[leaf, caller], &[1000, 1_000_000_000], &[])
+        .unwrap();
+    let profile = dir.path().join("p.pb.gz");
+    pgo_profile::write_profile(&profile, &b.build()).unwrap();
+
+    let check = || {
+        apply(
+            &app,
+            &[
+                &"--profile",
+                &profile,
+                &"--dry-run",
+                &"--fail-below",
+                &"90",
+                &"--out-dir",
+                &dir.path().join("out"),
+                &"--",
+                &"cargo",
+                &"build",
+                &"--release",
+            ],
+            &[],
+        )
+    };
+    let fresh = check();
+    let err = stderr(&fresh);
+    assert!(fresh.status.success(), "{err}");
+    assert!(err.contains("profile freshness: 100.0%"), "{err}");
+    assert!(err.contains("sources of the dependencies"), "{err}");
+
+    // The library changed under the profile: CI fails, as for the project's own sources.
+    std::fs::write(lib.join("src/lib.rs"), format!("// moved\n{source}")).unwrap();
+    let stale = check();
+    let err = stderr(&stale);
+    assert_eq!(stale.status.code(), Some(2), "{err}");
+    assert!(err.contains("below --fail-below 90"), "{err}");
+}
+
+#[test]
 fn an_unknown_backend_is_a_clear_error() {
     let (_, profile) = fixture();
     let dir = tempfile::tempdir().unwrap();
