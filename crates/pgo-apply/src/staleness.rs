@@ -4,10 +4,11 @@
 //! compiler.
 //!
 //! Weight is flat: each sample counts for the function of its leaf frame (the innermost inline
-//! frame), "where the time is". A function's file is looked up under the given roots; files
-//! outside them (the standard library, `/rustc/..`, `~/.cargo/registry`, the Go root, system
-//! headers) are *external* and stay out of the ratio. A project function is *fresh* when its
-//! file exists and its start line still declares it: the line names it (as a whole identifier,
+//! frame), "where the time is". A function's file is looked up under the given roots, then
+//! among the build's dependencies when the caller lists them ([`Dependencies`]); files outside
+//! both (the standard library, `/rustc/..`, the Go root, system headers, and dependency caches
+//! when no dependencies are given) are *external* and stay out of the ratio. A project (or
+//! dependency) function is *fresh* when its file exists and its start line still declares it: the line names it (as a whole identifier,
 //! generics and closures stripped), and in Go and Rust is a `func` / `fn` line, so a call that
 //! moved onto the old line does not pass. Closures only need the line to exist.
 //!
