@@ -8,9 +8,9 @@
 //! among the build's dependencies when the caller lists them ([`Dependencies`]); files outside
 //! both (the standard library, `/rustc/..`, the Go root, system headers, and dependency caches
 //! when no dependencies are given) are *external* and stay out of the ratio. A project (or
-//! dependency) function is *fresh* when its file exists and its start line still declares it: the line names it (as a whole identifier,
-//! generics and closures stripped), and in Go and Rust is a `func` / `fn` line, so a call that
-//! moved onto the old line does not pass. Closures only need the line to exist.
+//! dependency) function is *fresh* when its file exists and its start line still declares it:
+//! the line names it (as a whole identifier, generics and closures stripped), and in Go and
+//! Rust is a `func` / `fn` line, so a call that moved onto the old line does not pass. Closures only need the line to exist.
 //!
 //! It does not check line numbers inside functions, compare build ids, or look at binaries; it
 //! only reads the source files.
