@@ -206,26 +206,19 @@ pub fn check_with_dependencies(
             "" => view.str(f.system_name),
             n => n,
         };
-        let (path, in_dependency) = match places.get(file) {
-            Some(Place::Project(p)) => (p, false),
-            Some(Place::Dependency(p)) => (p, true),
+        let (resolved, in_dependency, verdict) = match places.get(file) {
+            Some(place @ (Place::Project(path) | Place::Dependency(path))) => {
+                let short = short_name(&demangled(shown), file);
+                if short == Short::None {
+                    result.unknown_weight = result.unknown_weight.saturating_add(weight);
+                    continue;
+                }
+                let verdict = freshness(sources.lines(path), &short, f.start_line, Lang::of(file));
+                (Some(path), matches!(place, Place::Dependency(_)), verdict)
+            }
             Some(Place::DependencyGone(dependency)) => {
-                result.stale_weight = result.stale_weight.saturating_add(weight);
-                result.dependency_weight = result.dependency_weight.saturating_add(weight);
-                let e = stale
-                    .entry((shown.to_string(), file.to_string(), f.start_line))
-                    .or_insert_with(|| StaleFunction {
-                        name: shown.to_string(),
-                        file: file.to_string(),
-                        resolved: None,
-                        start_line: f.start_line,
-                        weight: 0,
-                        reason: StaleReason::DependencyGone {
-                            dependency: dependency.clone(),
-                        },
-                    });
-                e.weight = e.weight.saturating_add(weight);
-                continue;
+                let dependency = dependency.clone();
+                (None, true, Err(StaleReason::DependencyGone { dependency }))
             }
             Some(Place::External) => {
                 result.external_weight = result.external_weight.saturating_add(weight);
@@ -236,15 +229,10 @@ pub fn check_with_dependencies(
                 continue;
             }
         };
-        let short = short_name(&demangled(shown), file);
-        if short == Short::None {
-            result.unknown_weight = result.unknown_weight.saturating_add(weight);
-            continue;
-        }
         if in_dependency {
             result.dependency_weight = result.dependency_weight.saturating_add(weight);
         }
-        match freshness(sources.lines(path), &short, f.start_line, Lang::of(file)) {
+        match verdict {
             Ok(()) => {
                 result.fresh_weight = result.fresh_weight.saturating_add(weight);
                 result.fresh_functions += 1;
@@ -256,7 +244,7 @@ pub fn check_with_dependencies(
                     .or_insert_with(|| StaleFunction {
                         name: shown.to_string(),
                         file: file.to_string(),
-                        resolved: Some(path.clone()),
+                        resolved: resolved.cloned(),
                         start_line: f.start_line,
                         weight: 0,
                         reason,
