@@ -14,7 +14,11 @@
 //! - rhai 1.27.0 (an embedded scripting language; Rust, from crates.io, release profile
 //!   `lto = "fat"`, `codegen-units = 1`), its `rhai-run` binary (`--bin rhai-run --features
 //!   bin-features`) running scripts: training runs recursion, a sieve, string keys and a sort;
-//!   the measured scripts float matrices, a Collatz search, closures and string building.
+//!   the measured scripts float matrices, a Collatz search, closures and string building;
+//! - jrsonnet 0.5.0-pre98 (a Jsonnet interpreter; Rust, from crates.io, a thin binary over
+//!   its evaluator crates from the registry; built `--locked`): training evaluates recursion,
+//!   comprehensions and `std` list and string functions over 50,000 objects, the measured
+//!   program object inheritance (`+:`), manifesting JSON and string replacement.
 //!
 //! The inputs are generated deterministically (`WORK/inputs`, written once); each program has a
 //! `train.sh` and a `measure.sh` (`WORK/<program>/`, taking the binary as `$1`), whose filters,
@@ -97,7 +101,7 @@ use serde_json::json;
 
 const USAGE: &str = "usage: real-bench PGO [--reps N] [--program NAME]... [--no-counts] \
                      [--json F] [--markdown F] [--work DIR]\n  programs: jaq, ripgrep, bzip2, \
-                     pulldown-cmark, rhai (default: all)";
+                     pulldown-cmark, rhai, jrsonnet (default: all)";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Lang {
@@ -121,7 +125,7 @@ struct Spec {
     measure: &'static str,
 }
 
-const PROGRAMS: [Spec; 5] = [
+const PROGRAMS: [Spec; 6] = [
     Spec {
         name: "jaq",
         version: "2.3.0",
@@ -178,7 +182,61 @@ const PROGRAMS: [Spec; 5] = [
         measure: "two rhai scripts (float matrices; Collatz, closures, maps, strings), cksum of \
                   their output",
     },
+    Spec {
+        name: "jrsonnet",
+        version: "0.5.0-pre98",
+        lang: Lang::Rust,
+        url: "https://static.crates.io/crates/jrsonnet/jrsonnet-0.5.0-pre98.crate",
+        sha256: "8d1929431f61ca1c80b16fb8ad9685ac175876ce4c1f6ae748d463fa8b111e27",
+        dir: "jrsonnet-0.5.0-pre98",
+        binary: "jrsonnet",
+        // The crate's own lock file: a newer evaluator crate would be another program.
+        cargo_args: &["--locked"],
+        measure: "measure.jsonnet (10,000 objects built by inheritance, manifested as JSON), \
+                  cksum of the output",
+    },
 ];
+
+/// Jsonnet evaluated in training (three times): recursion, comprehensions, `std` folds,
+/// filters, formatting, sorting and sets.
+const JSONNET_TRAIN: (&str, &str) = (
+    "train.jsonnet",
+    "local fib(n) = if n < 2 then n else fib(n - 1) + fib(n - 2);\n\
+     local objs = [{ name: 'item' + i, value: i * 3, tags: ['a', 'b', std.toString(i % 7)] } \
+     for i in std.range(1, 50000)];\n\
+     {\n\
+       fib: fib(26),\n\
+       sum: std.foldl(function(acc, o) acc + o.value, objs, 0),\n\
+       filtered: std.length(std.filter(function(o) o.value % 2 == 0, objs)),\n\
+       strs: std.length(std.join(',', [std.format('%s=%d', [o.name, o.value]) for o in objs])),\n\
+       sorted: std.sort(objs, function(o) -o.value)[0:5],\n\
+       sets: std.length(std.setUnion(std.set([o.value % 1000 for o in objs]), \
+     std.set(std.range(500, 1500)))),\n\
+     }\n",
+);
+
+/// Jsonnet measured: what training ran little (inheritance, object fields by `+:`, manifesting,
+/// string replacement and splitting).
+const JSONNET_MEASURE: (&str, &str) = (
+    "measure.jsonnet",
+    "local base = { kind: 'Deployment', meta: { labels: { app: 'x' } }, \
+     spec: { replicas: 1, ports: [80] } };\n\
+     local mk(i) = base + {\n\
+       meta+: { name: 'svc-%d' % i, labels+: { tier: if i % 3 == 0 then 'front' else 'back' } },\n\
+       spec+: { replicas: i % 5 + 1, ports+: [8000 + i % 100], \
+     env: { ['VAR_%d' % j]: std.toString(i * j) for j in std.range(1, 12) } },\n\
+     };\n\
+     local all = [mk(i) for i in std.range(1, 10000)];\n\
+     {\n\
+       manifests: std.length(std.manifestJsonEx(all, '  ')),\n\
+       byTier: std.mapWithKey(function(k, v) std.length(v), \
+     { front: [m for m in all if m.meta.labels.tier == 'front'], \
+     back: [m for m in all if m.meta.labels.tier == 'back'] }),\n\
+       names: std.length(std.strReplace(std.join(';', [m.meta.name for m in all]), 'svc', 'service')),\n\
+       split: std.length(std.split(std.join(',', [std.toString(m.spec.replicas) for m in all]), ',')),\n\
+       fibs: local fib(n) = if n < 2 then n else fib(n - 1) + fib(n - 2); fib(18),\n\
+     }\n",
+);
 
 /// rhai scripts run in training: recursion, array indexing in loops, string-keyed maps, sort.
 const RHAI_TRAIN: [(&str, &str); 3] = [
@@ -686,13 +744,20 @@ fn markdown(mix: &MarkdownMix, bytes: usize) -> String {
     s
 }
 
-/// Writes the rhai scripts under `inputs/rhai`: small, and rewritten every run so that they
-/// follow this file.
-fn ensure_rhai_scripts(inputs: &Path) -> Result<(), String> {
-    let rhai = inputs.join("rhai");
-    std::fs::create_dir_all(&rhai).map_err(|e| format!("cannot create {}: {e}", rhai.display()))?;
-    for (name, text) in RHAI_TRAIN.iter().chain(&RHAI_MEASURE) {
-        try_write_atomic(&rhai.join(name), text.as_bytes())?;
+/// Writes the rhai scripts under `inputs/rhai` and the Jsonnet programs under
+/// `inputs/jsonnet`: small, and rewritten every run so that they follow this file.
+fn ensure_scripts(inputs: &Path) -> Result<(), String> {
+    let sets: [(&str, Vec<&(&str, &str)>); 2] = [
+        ("rhai", RHAI_TRAIN.iter().chain(&RHAI_MEASURE).collect()),
+        ("jsonnet", vec![&JSONNET_TRAIN, &JSONNET_MEASURE]),
+    ];
+    for (dir, files) in sets {
+        let dir = inputs.join(dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        for (name, text) in files {
+            try_write_atomic(&dir.join(name), text.as_bytes())?;
+        }
     }
     Ok(())
 }
@@ -713,7 +778,7 @@ fn ensure_inputs(inputs: &Path) -> Result<(), String> {
         );
         write_corpus(inputs)?;
     }
-    ensure_rhai_scripts(inputs)?;
+    ensure_scripts(inputs)?;
     for (name, mix) in [
         ("train.md", &MARKDOWN_TRAIN),
         ("measure.md", &MARKDOWN_MEASURE),
@@ -781,6 +846,15 @@ fn scripts(spec: &Spec, inputs: &Path, tmp: &Path) -> (String, String) {
             (
                 script(&train),
                 script(&checksum_of(&all.join(" && "), "the scripts' output")),
+            )
+        }
+        "jrsonnet" => {
+            let program = |(name, _): &(&str, &str)| path_word(&inputs.join("jsonnet").join(name));
+            let train = format!("\"$1\" {} > /dev/null", program(&JSONNET_TRAIN));
+            let measure = checksum_of(&format!("\"$1\" {}", program(&JSONNET_MEASURE)), "the JSON");
+            (
+                script(&[train.clone(), train.clone(), train]),
+                script(&measure),
             )
         }
         "pulldown-cmark" => {
@@ -1837,7 +1911,7 @@ mod tests {
     fn rhai_scripts_run_every_script_and_checksum_what_the_measured_ones_print() {
         let dir = std::env::temp_dir().join(format!("real-bench-rhai-{}", std::process::id()));
         fresh_dir(&dir).unwrap();
-        ensure_rhai_scripts(&dir).unwrap();
+        ensure_scripts(&dir).unwrap();
         let spec = PROGRAMS.iter().find(|s| s.name == "rhai").unwrap();
         assert_eq!(
             Program::build_words(spec),
@@ -1864,6 +1938,31 @@ mod tests {
         let cksum = Command::new("sh")
             .arg("-c")
             .arg(format!("printf '%s' {} | cksum", sq(&both)))
+            .output()
+            .unwrap();
+        assert_eq!(cat.stdout, cksum.stdout);
+        assert!(!run("false").status.success());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn jrsonnet_is_built_locked_trained_three_times_and_its_output_checksummed() {
+        let dir = std::env::temp_dir().join(format!("real-bench-jsonnet-{}", std::process::id()));
+        fresh_dir(&dir).unwrap();
+        ensure_scripts(&dir).unwrap();
+        let spec = PROGRAMS.iter().find(|s| s.name == "jrsonnet").unwrap();
+        assert_eq!(
+            Program::build_words(spec),
+            ["cargo", "build", "--release", "--quiet", "--locked"]
+        );
+        let (train, measure) = scripts(spec, &dir, &dir);
+        assert_eq!(train.matches(JSONNET_TRAIN.0).count(), 3, "{train}");
+        let run = measure_runner(&dir, &measure);
+        let cat = run("cat");
+        assert!(cat.status.success());
+        let cksum = Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s' {} | cksum", sq(JSONNET_MEASURE.1)))
             .output()
             .unwrap();
         assert_eq!(cat.stdout, cksum.stdout);

@@ -202,20 +202,35 @@ fn write_files(
     Ok(files)
 }
 
-/// The mangling scheme of most of the profile's Rust weight: `Some("v0")` for `_R` names,
-/// `Some("legacy")` for `_ZN…17h…E` names, `None` when it has no Rust functions.
+/// The mangling scheme the profiled build used: `Some("v0")` for `_R` names, `Some("legacy")`
+/// for `_ZN…17h…E` names, `None` when it has no Rust functions. Told by the functions of the
+/// program's own sources and its dependencies': the standard library comes precompiled with
+/// v0 names whatever the build's scheme, so the more whole the stacks, the more of its
+/// functions a profile has (and `/rustc/` sources also hold the generic code instantiated in
+/// the program, which takes the program's scheme). Only a profile of nothing but the standard
+/// library is told by all of its functions.
 pub fn rust_mangling(profile: &pgo_profile::Profile) -> Option<&'static str> {
     let view = ProfileView::new(profile);
-    let (mut v0, mut legacy) = (0usize, 0usize);
-    for f in &profile.function {
-        let name = view.str(f.system_name);
-        if name.starts_with("_R") {
-            v0 += 1;
-        } else if name.starts_with("_ZN") && name.ends_with('E') && name.contains("17h") {
-            legacy += 1;
+    let count = |own_only: bool| {
+        let (mut v0, mut legacy) = (0usize, 0usize);
+        for f in &profile.function {
+            if own_only && view.str(f.filename).starts_with("/rustc/") {
+                continue;
+            }
+            let name = view.str(f.system_name);
+            if name.starts_with("_R") {
+                v0 += 1;
+            } else if name.starts_with("_ZN") && name.ends_with('E') && name.contains("17h") {
+                legacy += 1;
+            }
         }
-    }
-    match (v0, legacy) {
+        (v0, legacy)
+    };
+    let counts = match count(true) {
+        (0, 0) => count(false),
+        own => own,
+    };
+    match counts {
         (0, 0) => None,
         (v, l) if v > l => Some("v0"),
         _ => Some("legacy"),
@@ -688,7 +703,7 @@ fn gcc_units_warning(binary: &str, producers: &[String]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{foreign_code_note, foreign_code_share, gcc_units_warning};
+    use super::{foreign_code_note, foreign_code_share, gcc_units_warning, rust_mangling};
     use pgo_profile::{FunctionInfo, LineInfo, MappingInfo, Profile, ProfileBuilder};
 
     /// A Rust program with a C library built in (a build script's `cc`), and libc: samples
@@ -740,6 +755,53 @@ mod tests {
             b.add_sample(&stack, &[n], &[]).unwrap();
         }
         b.build()
+    }
+
+    #[test]
+    fn the_mangling_is_the_programs_own_not_the_precompiled_standard_librarys() {
+        // A legacy-mangled program whose whole stacks pass through more of std's (precompiled,
+        // v0) functions than the program has of its own.
+        let profile = |std_functions: usize| {
+            let mut b = ProfileBuilder::new(&[("cpu", "nanoseconds")]);
+            let mut functions = vec![
+                (
+                    "_ZN3app4main17h0123456789abcdefE".to_string(),
+                    "/work/src/main.rs",
+                ),
+                (
+                    "_ZN3app3hot17h0123456789abcdefE".to_string(),
+                    "/work/src/main.rs",
+                ),
+            ];
+            for i in 0..std_functions {
+                functions.push((
+                    format!("_RNvNtCsgEmfK2I1SDS_3std2rt{i}"),
+                    "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/std/src/rt.rs",
+                ));
+            }
+            let lines: Vec<LineInfo> = functions
+                .iter()
+                .map(|(name, file)| LineInfo {
+                    function: b.function(FunctionInfo {
+                        name,
+                        system_name: name,
+                        filename: file,
+                        start_line: 1,
+                    }),
+                    line: 2,
+                    column: 0,
+                })
+                .collect();
+            let stack: Vec<_> = lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| b.location(None, 0x1000 + i as u64, std::slice::from_ref(l)))
+                .collect();
+            b.add_sample(&stack, &[1], &[]).unwrap();
+            b.build()
+        };
+        assert_eq!(rust_mangling(&profile(5)), Some("legacy"));
+        assert_eq!(rust_mangling(&profile(0)), Some("legacy"));
     }
 
     #[test]
