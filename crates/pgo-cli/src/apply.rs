@@ -134,14 +134,9 @@ fn dependency_dirs(command: &[String], workdir: &Path) -> Vec<PathBuf> {
     .stdin(std::process::Stdio::null())
     .stderr(std::process::Stdio::null())
     .output();
-    let Ok(output) = output.map_err(|_| ()).and_then(|o| {
-        if o.status.success() {
-            Ok(o.stdout)
-        } else {
-            Err(())
-        }
-    }) else {
-        return Vec::new();
+    let output = match output {
+        Ok(o) if o.status.success() => o.stdout,
+        _ => return Vec::new(),
     };
     if program == Some("go") {
         return String::from_utf8_lossy(&output)
