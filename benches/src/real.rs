@@ -1907,6 +1907,21 @@ mod tests {
         }
     }
 
+    /// `measure` run with `cat` as the program prints the checksum of `text` (the measured
+    /// files, in order), and fails when the program fails.
+    fn assert_measure_checksums(dir: &Path, measure: &str, text: &str) {
+        let run = measure_runner(dir, measure);
+        let cat = run("cat");
+        assert!(cat.status.success());
+        let cksum = Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s' {} | cksum", sq(text)))
+            .output()
+            .unwrap();
+        assert_eq!(cat.stdout, cksum.stdout);
+        assert!(!run("false").status.success());
+    }
+
     #[test]
     fn rhai_scripts_run_every_script_and_checksum_what_the_measured_ones_print() {
         let dir = std::env::temp_dir().join(format!("real-bench-rhai-{}", std::process::id()));
@@ -1930,18 +1945,9 @@ mod tests {
         for (name, _) in &RHAI_TRAIN {
             assert!(train.contains(name), "{train}");
         }
-        let run = measure_runner(&dir, &measure);
         // `cat` prints the scripts themselves: the checksum covers both, in order.
-        let cat = run("cat");
-        assert!(cat.status.success());
         let both: String = RHAI_MEASURE.iter().map(|(_, text)| *text).collect();
-        let cksum = Command::new("sh")
-            .arg("-c")
-            .arg(format!("printf '%s' {} | cksum", sq(&both)))
-            .output()
-            .unwrap();
-        assert_eq!(cat.stdout, cksum.stdout);
-        assert!(!run("false").status.success());
+        assert_measure_checksums(&dir, &measure, &both);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1957,16 +1963,7 @@ mod tests {
         );
         let (train, measure) = scripts(spec, &dir, &dir);
         assert_eq!(train.matches(JSONNET_TRAIN.0).count(), 3, "{train}");
-        let run = measure_runner(&dir, &measure);
-        let cat = run("cat");
-        assert!(cat.status.success());
-        let cksum = Command::new("sh")
-            .arg("-c")
-            .arg(format!("printf '%s' {} | cksum", sq(JSONNET_MEASURE.1)))
-            .output()
-            .unwrap();
-        assert_eq!(cat.stdout, cksum.stdout);
-        assert!(!run("false").status.success());
+        assert_measure_checksums(&dir, &measure, JSONNET_MEASURE.1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
