@@ -10,7 +10,8 @@
 //! when no dependencies are given) are *external* and stay out of the ratio. A project (or
 //! dependency) function is *fresh* when its file exists and its start line still declares it:
 //! the line names it (as a whole identifier, generics and closures stripped), and in Go and
-//! Rust is a `func` / `fn` line, so a call that moved onto the old line does not pass. Closures only need the line to exist.
+//! Rust is a `func` / `fn` line, so a call that moved onto the old line does not pass.
+//! Closures only need the line to exist.
 //!
 //! It does not check line numbers inside functions, compare build ids, or look at binaries; it
 //! only reads the source files.
@@ -170,13 +171,15 @@ pub fn check_with_dependencies(
         };
         let file = view.str(f.filename);
         if !places.contains_key(file) {
-            // A dependency's file is one before any suffix match: a path dependency's
-            // `src/main.rs` is not the project's.
-            let under_root = roots.contains(&normalize(Path::new(file.trim())));
-            let place = match dependencies.locate(file) {
-                Place::External => roots.locate(file, &mut learnt),
-                _ if under_root => roots.locate(file, &mut learnt),
-                dependency => dependency,
+            // A file under a root is the project's; otherwise a dependency's file is one
+            // before any suffix match: a path dependency's `src/main.rs` is not the project's.
+            let place = if roots.contains(&normalize(Path::new(file.trim()))) {
+                roots.locate(file, &mut learnt)
+            } else {
+                match dependencies.locate(file) {
+                    Place::External => roots.locate(file, &mut learnt),
+                    dependency => dependency,
+                }
             };
             places.insert(file, place);
         }
