@@ -11,7 +11,6 @@
 use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use crate::cargo_profile::CargoBuild;
@@ -23,16 +22,7 @@ pub fn cargo_target_dir(build: &CargoBuild, workdir: &Path) -> Option<PathBuf> {
     if let Some(dir) = &build.target_dir {
         return Some(workdir.join(dir));
     }
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(workdir)
-        .args(["metadata", "--no-deps", "--format-version", "1"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(manifest) = &build.manifest_path {
-        cmd.arg("--manifest-path").arg(manifest);
-    }
-    let out = cmd.output().ok().filter(|o| o.status.success())?;
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let meta = build.metadata(workdir, true)?;
     meta["target_directory"].as_str().map(PathBuf::from)
 }
 

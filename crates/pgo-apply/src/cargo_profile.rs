@@ -27,6 +27,41 @@ pub struct CargoBuild {
     pub from_command: bool,
 }
 
+impl CargoBuild {
+    /// `cargo metadata` of this build's workspace (its `--manifest-path`, else the one of
+    /// `workdir`), with the dependency graph or (`no_deps`) only the workspace's packages; `None`
+    /// when cargo fails or prints no JSON.
+    pub fn metadata(&self, workdir: &Path, no_deps: bool) -> Option<serde_json::Value> {
+        let mut cmd = std::process::Command::new("cargo");
+        cmd.current_dir(workdir)
+            .arg("metadata")
+            .args(no_deps.then_some("--no-deps"))
+            .args(["--format-version", "1"])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(manifest) = &self.manifest_path {
+            cmd.arg("--manifest-path").arg(manifest);
+        }
+        let out = cmd.output().ok().filter(|o| o.status.success())?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// The directories of every package the build compiles, its dependencies' included
+    /// (`cargo metadata`'s packages); empty when cargo cannot say.
+    pub fn package_dirs(&self, workdir: &Path) -> Vec<PathBuf> {
+        let Some(metadata) = self.metadata(workdir, false) else {
+            return Vec::new();
+        };
+        metadata["packages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["manifest_path"].as_str())
+            .filter_map(|m| Path::new(m).parent().map(Path::to_path_buf))
+            .collect()
+    }
+}
+
 /// The Cargo build of `command` (`cargo build --release`, `cargo +stable bench`, `cargo install
 /// --profile dist`, ...). Anything but a cargo invocation is assumed to run `cargo build
 /// --release` somewhere inside.

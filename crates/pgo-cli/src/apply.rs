@@ -113,48 +113,26 @@ fn dependency_dirs(command: &[String], workdir: &Path) -> Vec<PathBuf> {
         .first()
         .and_then(|c| Path::new(c).file_name())
         .and_then(|n| n.to_str());
-    let output = match program {
-        Some("cargo") => {
-            let cargo = pgo_apply::cargo_profile::cargo_build(command);
-            let mut cmd = std::process::Command::new("cargo");
-            cmd.args(["metadata", "--format-version", "1"]);
-            if let Some(manifest) = &cargo.manifest_path {
-                cmd.arg("--manifest-path").arg(manifest);
-            }
-            cmd
-        }
+    match program {
+        Some("cargo") => pgo_apply::cargo_profile::cargo_build(command).package_dirs(workdir),
         Some("go") => {
-            let mut cmd = std::process::Command::new(&command[0]);
-            cmd.args(["list", "-m", "-f", "{{.Dir}}", "all"]);
-            cmd
+            let output = Command::new(&command[0])
+                .args(["list", "-m", "-f", "{{.Dir}}", "all"])
+                .current_dir(workdir)
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .output();
+            match output {
+                Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(PathBuf::from)
+                    .collect(),
+                _ => Vec::new(),
+            }
         }
-        _ => return Vec::new(),
+        _ => Vec::new(),
     }
-    .current_dir(workdir)
-    .stdin(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .output();
-    let output = match output {
-        Ok(o) if o.status.success() => o.stdout,
-        _ => return Vec::new(),
-    };
-    if program == Some("go") {
-        return String::from_utf8_lossy(&output)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(PathBuf::from)
-            .collect();
-    }
-    let Ok(metadata) = serde_json::from_slice::<serde_json::Value>(&output) else {
-        return Vec::new();
-    };
-    metadata["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["manifest_path"].as_str())
-        .filter_map(|m| Path::new(m).parent().map(Path::to_path_buf))
-        .collect()
 }
 
 fn default_backend(command: &[String]) -> &'static str {
