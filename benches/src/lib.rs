@@ -281,15 +281,25 @@ pub fn geomean_over<T>(items: &[T], ratio: impl Fn(&T) -> Option<f64>) -> Option
 pub const COUNTED: [&str; 4] = ["plain", "control", "instr", "pgo"];
 
 /// valgrind's options for a count: instructions executed and branch mispredicts, without the
-/// (slower) cache simulation.
+/// cache simulation, which would about double cachegrind's time (16 to 34 s on one fixture).
 pub const CACHEGRIND: [&str; 3] = ["--tool=cachegrind", "--cache-sim=no", "--branch-sim=yes"];
 
-/// Instructions executed and branch mispredicts (of cachegrind's simple predictor model) of one
-/// run under cachegrind, summed over the processes valgrind reported.
+/// [`CACHEGRIND`] with the cache simulation, for its I1 misses: fewer instructions executed
+/// do not make a build faster when it has grown (inlined) out of the instruction cache, and the
+/// instruction count alone does not show that.
+pub const CACHEGRIND_WITH_CACHES: [&str; 3] =
+    ["--tool=cachegrind", "--cache-sim=yes", "--branch-sim=yes"];
+
+/// Instructions executed, branch mispredicts (of cachegrind's simple predictor model) and, with
+/// the cache simulation, I1 misses of one run under cachegrind, summed over the processes
+/// valgrind reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counts {
     pub instructions: u64,
     pub mispredicts: u64,
+    /// Misses of cachegrind's simulated first-level instruction cache; `None` when the cache
+    /// simulation was off ([`CACHEGRIND`]).
+    pub i1_misses: Option<u64>,
     /// How many processes' summaries were summed: one, unless valgrind traced children.
     pub processes: usize,
 }
@@ -314,19 +324,26 @@ pub fn valgrind_missing() -> Option<String> {
 }
 
 /// [`Counts`] from cachegrind's summaries on stderr, e.g.
-/// `==4316== I   refs:      11,531,596,001` and
-/// `==4316== Mispredicts:      213,167,974  ( 16,710,824 cond + 196,457,150 ind)`.
+/// `==4316== I   refs:      11,531,596,001`,
+/// `==4316== Mispredicts:      213,167,974  ( 16,710,824 cond + 196,457,150 ind)` and, with the
+/// cache simulation, `==8397== I1  misses:            2,404`.
 /// Only valgrind's own lines (prefixed `==PID==`) are read, since the program's stderr is mixed
 /// in; the key's inner spaces are not significant and thousands separators are dropped.
 ///
 /// Under `--trace-children=yes` every process prints its own summary, and those of processes
-/// running at the same time interleave: each `Mispredicts:` line belongs to the last `I refs:`
-/// line of its PID, and all summaries are summed. A process that calls exec prints none for
-/// the image it leaves (the new image's valgrind starts over under the same PID), so nothing
-/// is counted twice.
+/// running at the same time interleave: each `Mispredicts:` and `I1 misses:` line belongs to
+/// the last `I refs:` line of its PID, and all summaries are summed. A process that calls exec
+/// prints none for the image it leaves (the new image's valgrind starts over under the same
+/// PID), so nothing is counted twice. Every summary must have a `Mispredicts:` line; the
+/// `I1 misses:` lines are all there (the cache simulation was on) or none is.
 pub fn parse_cachegrind(stderr: &str) -> Result<Counts, String> {
-    // (pid, instructions, mispredicts) of each summary, in order.
-    let mut summaries: Vec<(&str, u64, Option<u64>)> = Vec::new();
+    struct Summary<'a> {
+        pid: &'a str,
+        instructions: u64,
+        mispredicts: Option<u64>,
+        i1_misses: Option<u64>,
+    }
+    let mut summaries: Vec<Summary> = Vec::new();
     for line in stderr.lines() {
         let Some((pid, rest)) = line
             .strip_prefix("==")
@@ -339,7 +356,11 @@ pub fn parse_cachegrind(stderr: &str) -> Result<Counts, String> {
             continue;
         };
         let key = key.split_whitespace().collect::<Vec<_>>().join(" ");
-        if !matches!(key.as_str(), "I refs" | "Mispredicts" | "Mispred") {
+        // Not "I1 miss rate" nor "Mispred rate": their percentages are not counts.
+        if !matches!(
+            key.as_str(),
+            "I refs" | "Mispredicts" | "Mispred" | "I1 misses"
+        ) {
             continue;
         }
         let number: String = value
@@ -353,10 +374,23 @@ pub fn parse_cachegrind(stderr: &str) -> Result<Counts, String> {
             .parse::<u64>()
             .map_err(|_| format!("cannot read the count of {line:?}"))?;
         if key == "I refs" {
-            summaries.push((pid, n, None));
+            summaries.push(Summary {
+                pid,
+                instructions: n,
+                mispredicts: None,
+                i1_misses: None,
+            });
         } else {
-            match summaries.iter_mut().rev().find(|s| s.0 == pid) {
-                Some(s) if s.2.is_none() => s.2 = Some(n),
+            let own = summaries.iter_mut().rev().find(|s| s.pid == pid);
+            let slot = own.map(|s| {
+                if key == "I1 misses" {
+                    &mut s.i1_misses
+                } else {
+                    &mut s.mispredicts
+                }
+            });
+            match slot {
+                Some(slot) if slot.is_none() => *slot = Some(n),
                 _ => {
                     return Err(format!(
                         "process {pid}'s `{key}:` line follows no `I refs:` line of its own"
@@ -368,29 +402,44 @@ pub fn parse_cachegrind(stderr: &str) -> Result<Counts, String> {
     if summaries.is_empty() {
         return Err("no `I refs:` line in valgrind's output".into());
     }
+    let cache_sim = summaries.iter().any(|s| s.i1_misses.is_some());
     let mut counts = Counts {
         instructions: 0,
         mispredicts: 0,
+        i1_misses: cache_sim.then_some(0),
         processes: summaries.len(),
     };
-    for (pid, instructions, mispredicts) in summaries {
-        let Some(m) = mispredicts else {
+    for s in summaries {
+        let pid = s.pid;
+        let Some(m) = s.mispredicts else {
             return Err(format!(
                 "no `Mispredicts:` line in valgrind's output for process {pid} (--branch-sim=yes)"
             ));
         };
-        counts.instructions += instructions;
+        counts.instructions += s.instructions;
         counts.mispredicts += m;
+        if let Some(total) = &mut counts.i1_misses {
+            // A process without them would be left out of the sum, understating it.
+            let Some(i1) = s.i1_misses else {
+                return Err(format!(
+                    "no `I1 misses:` line in valgrind's output for process {pid}, though other \
+                     processes have one (--cache-sim=yes)"
+                ));
+            };
+            *total += i1;
+        }
     }
     Ok(counts)
 }
 
-/// Counts `variant`: one run of `valgrind` [`CACHEGRIND`] `--cachegrind-out-file=OUT_FILE
-/// ARGS...` (`ARGS`: more options of valgrind's, then the command) with `env` added to the
-/// environment, its stdout and stderr written to `log`, and a line on stderr saying the counts
-/// or the error (`what` names the run in it).
+/// Counts `variant`: one run of `valgrind OPTIONS --cachegrind-out-file=OUT_FILE ARGS...`
+/// (`OPTIONS`: [`CACHEGRIND`], or [`CACHEGRIND_WITH_CACHES`] for the I1 misses too; `ARGS`:
+/// more options of valgrind's, then the command) with `env` added to the environment, its
+/// stdout and stderr written to `log`, and a line on stderr saying the counts or the error
+/// (`what` names the run in it).
 pub fn cachegrind(
     variant: &str,
+    options: &[&str],
     args: &[std::ffi::OsString],
     env: &[(&str, &str)],
     out_file: &Path,
@@ -398,7 +447,7 @@ pub fn cachegrind(
     what: &str,
 ) -> Result<Counts, String> {
     let start = Instant::now();
-    let counts = cachegrind_run(args, env, out_file, log, what);
+    let counts = cachegrind_run(options, args, env, out_file, log, what);
     eprintln!(
         "{}",
         counted_line(variant, &counts, start.elapsed().as_secs_f64())
@@ -407,6 +456,7 @@ pub fn cachegrind(
 }
 
 fn cachegrind_run(
+    options: &[&str],
     args: &[std::ffi::OsString],
     env: &[(&str, &str)],
     out_file: &Path,
@@ -416,7 +466,7 @@ fn cachegrind_run(
     let mut out_option = std::ffi::OsString::from("--cachegrind-out-file=");
     out_option.push(out_file);
     let out = command("valgrind")
-        .args(CACHEGRIND)
+        .args(options)
         .arg(out_option)
         .args(args)
         .envs(env.iter().copied())
@@ -459,14 +509,18 @@ pub fn counts_off(args: &[String]) -> Option<String> {
     missing
 }
 
-/// The progress line of one variant's count: `  pgo: 1,234 instructions, 56 mispredicts (40 s)`
-/// (and how many processes were summed, when more than one), or why it failed.
+/// The progress line of one variant's count: `  pgo: 1,234 instructions, 56 mispredicts, 78 I1
+/// misses (40 s)` (the I1 misses when counted, and how many processes were summed, when more
+/// than one), or why it failed.
 fn counted_line(variant: &str, counts: &Result<Counts, String>, seconds: f64) -> String {
     match counts {
         Ok(c) => format!(
-            "  {variant}: {} instructions, {} mispredicts{} ({seconds:.0} s)",
+            "  {variant}: {} instructions, {} mispredicts{}{} ({seconds:.0} s)",
             thousands(c.instructions),
             thousands(c.mispredicts),
+            c.i1_misses
+                .map(|n| format!(", {} I1 misses", thousands(n)))
+                .unwrap_or_default(),
             if c.processes > 1 {
                 format!(" in {} processes", c.processes)
             } else {
@@ -477,8 +531,9 @@ fn counted_line(variant: &str, counts: &Result<Counts, String>, seconds: f64) ->
     }
 }
 
-/// A variant's counts as JSON fields: `instructions`, `mispredicts`, `processes_counted` and
-/// `counts_error`, null when not counted.
+/// A variant's counts as JSON fields: `instructions`, `mispredicts`, `i1_misses`,
+/// `processes_counted` and `counts_error`, null when not counted (`i1_misses` also when the
+/// cache simulation was off).
 pub fn counts_fields(
     counts: Option<&Result<Counts, String>>,
 ) -> serde_json::Map<String, serde_json::Value> {
@@ -486,6 +541,7 @@ pub fn counts_fields(
     let fields = serde_json::json!({
         "instructions": ok.map(|c| c.instructions),
         "mispredicts": ok.map(|c| c.mispredicts),
+        "i1_misses": ok.and_then(|c| c.i1_misses),
         "processes_counted": ok.map(|c| c.processes),
         "counts_error": counts.and_then(|c| c.as_ref().err()),
     });
@@ -521,23 +577,39 @@ pub fn counted<'a>(
         .collect()
 }
 
-/// plain/variant of `count` (instructions or mispredicts) among one fixture's or program's
-/// `counted` variants.
-pub fn count_ratio(counted: &[Counted], name: &str, count: fn(&Counts) -> u64) -> Option<f64> {
+/// plain/variant of `count` (instructions, mispredicts or I1 misses) among one fixture's or
+/// program's `counted` variants, when both have it.
+pub fn count_ratio(
+    counted: &[Counted],
+    name: &str,
+    count: fn(&Counts) -> Option<u64>,
+) -> Option<f64> {
     let of = |name| {
         let (_, c) = counted.iter().find(|(n, _)| *n == name)?;
-        c.as_ref().ok().map(count)
+        c.as_ref().ok().and_then(count)
     };
     let (p, v) = (of("plain")?, of(name)?);
     (v > 0).then(|| p as f64 / v as f64)
 }
 
-fn instructions(c: &Counts) -> u64 {
-    c.instructions
+fn instructions(c: &Counts) -> Option<u64> {
+    Some(c.instructions)
 }
 
-fn mispredicts(c: &Counts) -> u64 {
-    c.mispredicts
+fn mispredicts(c: &Counts) -> Option<u64> {
+    Some(c.mispredicts)
+}
+
+fn i1_misses(c: &Counts) -> Option<u64> {
+    c.i1_misses
+}
+
+/// Whether some of `counted` were counted with the cache simulation: the reports have I1
+/// columns only then, so those of counts without it (speedup-bench's) stay as they were.
+fn has_i1_misses(counted: &[Counted]) -> bool {
+    counted
+        .iter()
+        .any(|(_, c)| c.as_ref().is_ok_and(|c| c.i1_misses.is_some()))
 }
 
 /// How a report names the run that was counted and what its counts are summarized over.
@@ -550,18 +622,25 @@ pub struct CountsOf<'a> {
     pub over: &'a str,
 }
 
-/// The table of one fixture's or program's counted variants, ratios against plain's, with the
-/// share of `anchor`'s instruction reduction; nothing when no variant was counted.
+/// The table of one fixture's or program's counted variants, ratios against plain's (I1
+/// misses too, when counted), with the share of `anchor`'s instruction reduction; nothing when
+/// no variant was counted.
 pub fn counts_table(md: &mut String, of: &CountsOf, anchor: &str, counted: &[Counted]) {
     use std::fmt::Write as _;
     if counted.is_empty() {
         return;
     }
+    let with_i1 = has_i1_misses(counted);
+    let (i1_head, i1_rule, i1_failed) = if with_i1 {
+        (" I1 misses | vs plain |", "---:|---:|", " | |")
+    } else {
+        ("", "", "")
+    };
     let _ = writeln!(
         md,
         "Deterministic counts (cachegrind, {}):\n\n| variant | instructions | vs plain \
-         | mispredicts | vs plain | share of {anchor} gain (instructions) |\n\
-         |---|---:|---:|---:|---:|---:|",
+         | mispredicts | vs plain |{i1_head} share of {anchor} gain (instructions) |\n\
+         |---|---:|---:|---:|---:|{i1_rule}---:|",
         of.run
     );
     let anchor = count_ratio(counted, anchor, instructions);
@@ -570,9 +649,18 @@ pub fn counts_table(md: &mut String, of: &CountsOf, anchor: &str, counted: &[Cou
             Ok(c) => {
                 let ratio_i = count_ratio(counted, name, instructions);
                 let sh = share(ratio_i, anchor);
+                let i1 = if with_i1 {
+                    format!(
+                        " {} | {} |",
+                        c.i1_misses.map(thousands).unwrap_or_default(),
+                        ratio(count_ratio(counted, name, i1_misses))
+                    )
+                } else {
+                    String::new()
+                };
                 let _ = writeln!(
                     md,
-                    "| {name} | {} | {} | {} | {} | {} |",
+                    "| {name} | {} | {} | {} | {} |{i1} {} |",
                     thousands(c.instructions),
                     ratio(ratio_i),
                     thousands(c.mispredicts),
@@ -581,7 +669,7 @@ pub fn counts_table(md: &mut String, of: &CountsOf, anchor: &str, counted: &[Cou
                 );
             }
             Err(e) => {
-                let _ = writeln!(md, "| {name} | failed: {} | | | | |", short(e));
+                let _ = writeln!(md, "| {name} | failed: {} | | | |{i1_failed} |", short(e));
             }
         }
     }
@@ -589,30 +677,49 @@ pub fn counts_table(md: &mut String, of: &CountsOf, anchor: &str, counted: &[Cou
 }
 
 /// The summary of the counts of several fixtures or programs (`each`: one's counted variants):
-/// geometric means of plain/variant instructions and pgo's share of instr's reduction. Returns
-/// them as JSON.
+/// geometric means of plain/variant instructions (and I1 misses, when counted) and pgo's share
+/// of instr's instruction reduction. Returns them as JSON.
 pub fn counts_summary(md: &mut String, of: &CountsOf, each: &[Vec<Counted>]) -> serde_json::Value {
     use std::fmt::Write as _;
     let (run, column, over) = (of.run, of.column, of.over);
+    let with_i1 = each.iter().any(|c| has_i1_misses(c));
+    let (what, i1_head, i1_rule, i1_none) = if with_i1 {
+        (
+            "instructions executed and of plain/variant I1 misses",
+            " geomean I1 misses vs plain |",
+            "---:|",
+            " |",
+        )
+    } else {
+        ("instructions executed", "", "", "")
+    };
     let _ = writeln!(
         md,
-        "Deterministic counts (cachegrind, {run}): geometric means of plain/variant \
-         instructions executed over the {over} where the variant was counted (counts, not \
-         time).\n\n| variant | {column} | geomean instructions vs plain | share of instr gain \
-         (instructions) |\n|---|---:|---:|---:|"
+        "Deterministic counts (cachegrind, {run}): geometric means of plain/variant {what} over \
+         the {over} where the variant was counted (counts, not time).\n\n| variant | {column} \
+         | geomean instructions vs plain | share of instr gain (instructions) |{i1_head}\n\
+         |---|---:|---:|---:|{i1_rule}"
     );
-    let geo = |name: &str| geomean_over(each, |c| count_ratio(c, name, instructions));
-    let instr = geo("instr").map(|(g, _)| g);
+    let geo = |name: &str, count: fn(&Counts) -> Option<u64>| {
+        geomean_over(each, |c| count_ratio(c, name, count))
+    };
+    let instr = geo("instr", instructions).map(|(g, _)| g);
     let mut rows = Vec::new();
     for name in COUNTED {
-        let Some((g, n)) = geo(name) else {
-            let _ = writeln!(md, "| {name} | 0 | | |");
+        let Some((g, n)) = geo(name, instructions) else {
+            let _ = writeln!(md, "| {name} | 0 | | |{i1_none}");
             continue;
         };
         let sh = share(Some(g), instr);
+        let g_i1 = geo(name, i1_misses).map(|(g, _)| g);
+        let i1 = if with_i1 {
+            format!(" {} |", ratio(g_i1))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             md,
-            "| {name} | {n} | {g:.3}x | {} |",
+            "| {name} | {n} | {g:.3}x | {} |{i1}",
             sh.map(|s| format!("{s:.0}%")).unwrap_or_default()
         );
         rows.push(serde_json::json!({
@@ -620,6 +727,7 @@ pub fn counts_summary(md: &mut String, of: &CountsOf, each: &[Vec<Counted>]) -> 
             column: n,
             "geomean_instructions_vs_plain": g,
             "share_of_instr_gain_percent": sh,
+            "geomean_i1_misses_vs_plain": g_i1,
         }));
     }
     let both: Vec<(f64, f64)> = each
@@ -657,6 +765,7 @@ mod tests {
         Counts {
             instructions,
             mispredicts,
+            i1_misses: None,
             processes: 1,
         }
     }
@@ -779,6 +888,7 @@ warning: Mispredicts: 99
             Ok(Counts {
                 instructions: 1_822_966_869,
                 mispredicts: 19_314_661,
+                i1_misses: None,
                 processes: 5,
             })
         );
@@ -799,6 +909,7 @@ warning: Mispredicts: 99
             Ok(Counts {
                 instructions: 120,
                 mispredicts: 4,
+                i1_misses: None,
                 processes: 2,
             })
         );
@@ -814,11 +925,13 @@ warning: Mispredicts: 99
         let c = Ok(Counts {
             instructions: 1_822_966_869,
             mispredicts: 19_314_661,
+            i1_misses: None,
             processes: 5,
         });
         let fields = counts_fields(Some(&c));
         assert_eq!(fields["instructions"], 1_822_966_869u64);
         assert_eq!(fields["processes_counted"], 5);
+        assert_eq!(fields["i1_misses"], serde_json::Value::Null);
         assert_eq!(fields["counts_error"], serde_json::Value::Null);
         assert_eq!(counts_fields(None)["instructions"], serde_json::Value::Null);
         let failed: Result<Counts, String> = Err("valgrind … failed".into());
@@ -834,6 +947,190 @@ warning: Mispredicts: 99
             counted_line("pgo", &failed, 1.0),
             "  pgo: cachegrind FAILED: valgrind … failed"
         );
+        let with_caches = Ok(Counts {
+            i1_misses: Some(45_100_000),
+            ..c.clone().unwrap()
+        });
+        assert_eq!(counts_fields(Some(&with_caches))["i1_misses"], 45_100_000);
+        assert_eq!(
+            counted_line("pgo", &with_caches, 10.4),
+            "  pgo: 1,822,966,869 instructions, 19,314,661 mispredicts, 45,100,000 I1 misses in 5 \
+             processes (10 s)"
+        );
+    }
+
+    /// valgrind-3.19.0's stderr of a speedup-bench fixture's `measure 1` under
+    /// `--tool=cachegrind --cache-sim=yes --branch-sim=yes`, as captured on the dev machine.
+    const WITH_CACHES: &str = "\
+==8397== I   refs:      8,857,659,675
+==8397== I1  misses:            2,404
+==8397== LLi misses:            2,177
+==8397== I1  miss rate:          0.00%
+==8397== LLi miss rate:          0.00%
+==8397== 
+==8397== D   refs:      2,047,649,833  (1,760,097,228 rd   + 287,552,605 wr)
+==8397== D1  misses:      107,795,261  (  102,896,458 rd   +   4,898,803 wr)
+==8397== LLd misses:        1,010,582  (        1,686 rd   +   1,008,896 wr)
+==8397== D1  miss rate:           5.3% (          5.8%     +         1.7%  )
+==8397== LLd miss rate:           0.0% (          0.0%     +         0.4%  )
+==8397== 
+==8397== LL refs:         107,797,665  (  102,898,862 rd   +   4,898,803 wr)
+==8397== LL misses:         1,012,759  (        3,863 rd   +   1,008,896 wr)
+==8397== LL miss rate:            0.0% (          0.0%     +         0.4%  )
+==8397== 
+==8397== Branches:      1,777,009,790  (1,772,178,208 cond +   4,831,582 ind)
+==8397== Mispredicts:      44,885,965  (   44,884,697 cond +       1,268 ind)
+==8397== Mispred rate:            2.5% (          2.5%     +         0.0%   )
+";
+
+    #[test]
+    fn cachegrind_summary_with_cache_simulation_has_i1_misses() {
+        // The `I1  misses:` count, not its `I1  miss rate:` (0.00%) nor the LLi or D1 misses.
+        assert_eq!(
+            parse_cachegrind(WITH_CACHES),
+            Ok(Counts {
+                instructions: 8_857_659_675,
+                mispredicts: 44_885_965,
+                i1_misses: Some(2_404),
+                processes: 1,
+            })
+        );
+        // Without the cache simulation there are none, and no error.
+        assert_eq!(parse_cachegrind(INTERP).unwrap().i1_misses, None);
+    }
+
+    /// The summaries of `sh -c 'ls >/dev/null; true'` (sh 8940, ls 8942) under
+    /// `--tool=cachegrind --cache-sim=yes --branch-sim=yes --trace-children=yes`, as captured on
+    /// the dev machine, without their D and LL lines.
+    const SH_LS: [&str; 2] = [
+        "\
+==8942== I   refs:      767,047
+==8942== I1  misses:      2,229
+==8942== LLi misses:      1,981
+==8942== I1  miss rate:    0.29%
+==8942== LLi miss rate:    0.26%
+==8942== Branches:      131,648  (124,194 cond +  7,454 ind)
+==8942== Mispredicts:    10,746  ( 10,041 cond +    705 ind)
+==8942== Mispred rate:      8.2% (    8.1%     +    9.5%   )
+",
+        "\
+==8940== I   refs:      230,250
+==8940== I1  misses:      1,625
+==8940== LLi misses:      1,586
+==8940== I1  miss rate:    0.71%
+==8940== LLi miss rate:    0.69%
+==8940== Branches:       41,539  (40,336 cond +  1,203 ind)
+==8940== Mispredicts:     4,859  ( 4,601 cond +    258 ind)
+==8940== Mispred rate:     11.7% (  11.4%     +   21.4%   )
+",
+    ];
+
+    /// Two summaries interleaved line by line, as those of processes exiting at once are.
+    fn interleave(a: &str, b: &str) -> String {
+        a.lines()
+            .zip(b.lines())
+            .map(|(a, b)| format!("{a}\n{b}\n"))
+            .collect()
+    }
+
+    #[test]
+    fn i1_misses_of_traced_children_are_summed() {
+        // 767,047 + 230,250 instructions; 10,746 + 4,859 mispredicts; 2,229 + 1,625 I1 misses.
+        assert_eq!(
+            parse_cachegrind(&interleave(SH_LS[0], SH_LS[1])),
+            Ok(Counts {
+                instructions: 997_297,
+                mispredicts: 15_605,
+                i1_misses: Some(3_854),
+                processes: 2,
+            })
+        );
+    }
+
+    #[test]
+    fn i1_misses_of_only_some_processes_are_an_error() {
+        // The sum would leave out the process without them.
+        let without_i1: String = SH_LS[1]
+            .lines()
+            .filter(|l| !l.contains("I1  misses"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let e = parse_cachegrind(&interleave(SH_LS[0], &without_i1)).unwrap_err();
+        assert!(e.contains("I1 misses") && e.contains("process 8940"), "{e}");
+        // Nor may a process have two.
+        let twice = format!("{}==8942== I1  misses:      7\n", SH_LS[0]);
+        assert!(
+            parse_cachegrind(&twice)
+                .unwrap_err()
+                .contains("process 8942")
+        );
+    }
+
+    const COUNTS_OF: CountsOf = CountsOf {
+        run: "`measure.sh`",
+        column: "programs",
+        over: "programs",
+    };
+
+    #[test]
+    fn i1_columns_only_when_i1_misses_were_counted() {
+        let failed: Result<Counts, String> = Err("valgrind … failed".into());
+        let (plain, pgo) = (Ok(one(1_000, 10)), Ok(one(900, 10)));
+        let without = vec![("plain", &plain), ("instr", &failed), ("pgo", &pgo)];
+        let mut md = String::new();
+        counts_table(&mut md, &COUNTS_OF, "instr", &without);
+        assert!(
+            md.contains(
+                "| variant | instructions | vs plain | mispredicts | vs plain | share of instr \
+                 gain (instructions) |\n|---|---:|---:|---:|---:|---:|\n"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| instr | failed: valgrind … failed | | | | |\n"));
+        assert!(
+            md.contains("| pgo | 900 | 1.111x | 10 | 1.000x |  |\n"),
+            "{md}"
+        );
+        counts_summary(&mut md, &COUNTS_OF, &[without]);
+        assert!(md.contains("| pgo | 1 | 1.111x |  |\n"), "{md}");
+        assert!(!md.contains("I1"), "{md}");
+
+        let with_i1 = |instructions, i1| {
+            Ok(Counts {
+                i1_misses: Some(i1),
+                ..one(instructions, 10)
+            })
+        };
+        let (plain, pgo) = (with_i1(1_000, 400), with_i1(900, 500));
+        let with = vec![("plain", &plain), ("instr", &failed), ("pgo", &pgo)];
+        let mut md = String::new();
+        counts_table(&mut md, &COUNTS_OF, "instr", &with);
+        assert!(
+            md.contains(
+                "| mispredicts | vs plain | I1 misses | vs plain | share of instr gain \
+                 (instructions) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| instr | failed: valgrind … failed | | | | | | |\n"));
+        assert!(
+            md.contains("| pgo | 900 | 1.111x | 10 | 1.000x | 500 | 0.800x |  |\n"),
+            "{md}"
+        );
+        let json = counts_summary(&mut md, &COUNTS_OF, &[with]);
+        assert!(
+            md.contains(
+                "| share of instr gain (instructions) | geomean I1 misses vs plain |\n\
+                 |---|---:|---:|---:|---:|\n"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| pgo | 1 | 1.111x |  | 0.800x |\n"), "{md}");
+        assert!(md.contains("| instr | 0 | | | |\n"), "{md}");
+        let pgo_i1 = json["geomeans"][1]["geomean_i1_misses_vs_plain"]
+            .as_f64()
+            .unwrap();
+        assert!((pgo_i1 - 0.8).abs() < 1e-9, "{pgo_i1}");
     }
 
     #[test]

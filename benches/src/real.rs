@@ -45,16 +45,23 @@
 //!
 //! Last, unless `--no-counts` is given (or valgrind is not on PATH), counts that do not move
 //! between runs as times on a noisy machine do: each variant's `measure.sh` runs once more as
-//! `valgrind --tool=cachegrind --cache-sim=no --branch-sim=yes --trace-children=yes sh
-//! measure.sh BIN`, and the instructions executed (`I refs`) and branch mispredicts (of
-//! cachegrind's simple predictor model) of every process valgrind reports are summed: the
-//! program's, and the shell's and `cksum`'s, which are the same for every variant (for
-//! pulldown-cmark 15 M of 1.8 G instructions), so the ratios slightly understate the program's
-//! own change. The report has them per program (plain/variant, and pgo's share of instr's
-//! instruction reduction) and their geometric means over the programs, the JSON too;
-//! `WORK/<program>/<variant>/cachegrind/` keeps valgrind's log and an output file per process
-//! (for `cg_annotate`). A run under cachegrind takes about 15 times as long as without it for
-//! pulldown-cmark (11–17 s a variant), and 20–40 times for the fixtures of `speedup-bench`.
+//! `valgrind --tool=cachegrind --cache-sim=yes --branch-sim=yes --trace-children=yes sh
+//! measure.sh BIN`, and the instructions executed (`I refs`), branch mispredicts (of
+//! cachegrind's simple predictor model) and I1 misses (of its simulated first-level instruction
+//! cache) of every process valgrind reports are summed: the program's, and the shell's and
+//! `cksum`'s, which are the same for every variant (for pulldown-cmark 15 M of 1.8 G
+//! instructions), so the ratios slightly understate the program's own change. The I1 misses are
+//! there because the instruction count misses what makes a bigger, more inlined build slower:
+//! on jrsonnet the pgo build executed 5.5% fewer instructions than plain and was slower by
+//! time, missing the instruction cache more (I1 misses plain 39.6 M, instr 29.9 M, pgo 45.1 M;
+//! grass, counted outside this benchmark, likewise). The report has the counts per program
+//! (plain/variant, and pgo's share of instr's instruction reduction) and their geometric means
+//! over the programs, the JSON too; `WORK/<program>/<variant>/cachegrind/` keeps valgrind's log
+//! and an output file per process (for `cg_annotate`). A run under cachegrind without the cache
+//! simulation took about 15 times as long as without valgrind for pulldown-cmark (11–17 s a
+//! variant), and 20–40 times for the fixtures of `speedup-bench`; the cache simulation roughly
+//! doubles that (16 to 34 s on one fixture), which `speedup-bench`, whose fixtures hardly miss
+//! the I1 cache, does not pay.
 //!
 //! What it is for: checking that pgo's gains on our own fixtures (`speedup-bench`) hold on code
 //! we did not write, built the way its authors build it, against the established anchor in the
@@ -92,10 +99,10 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use pgo_benches::{
-    Counted, Counts, CountsOf, Progress, Rng, arg, cachegrind, counts_fields, counts_off,
-    counts_summary, counts_table, exists, fastest, fresh_dir, geomean, load_average, median,
-    pgo_share, pgo_share_paragraph, ratio, run_timed, share, spread, try_time, try_write_atomic,
-    write_atomic,
+    CACHEGRIND_WITH_CACHES, Counted, Counts, CountsOf, Progress, Rng, arg, cachegrind,
+    counts_fields, counts_off, counts_summary, counts_table, exists, fastest, fresh_dir, geomean,
+    load_average, median, pgo_share, pgo_share_paragraph, ratio, run_timed, share, spread,
+    try_time, try_write_atomic, write_atomic,
 };
 use serde_json::json;
 
@@ -1231,8 +1238,8 @@ struct Variant {
     seconds: Vec<f64>,
     /// Its `measure.sh` printed something else than the reference variant's.
     output_differs: bool,
-    /// Instructions executed and branch mispredicts of one `measure.sh` run under cachegrind
-    /// (every process summed), or why that run failed; `None` when not counted.
+    /// Instructions executed, branch mispredicts and I1 misses of one `measure.sh` run under
+    /// cachegrind (every process summed), or why that run failed; `None` when not counted.
     counts: Option<Result<Counts, String>>,
 }
 
@@ -1492,13 +1499,14 @@ fn measure(prog: &Program, r: &mut ProgramResult, reps: usize) {
 
 // ---------------------------------------------------------------------------------- counts
 
-/// valgrind's options, after [`pgo_benches::CACHEGRIND`], that make it follow `measure.sh`'s
+/// valgrind's options, after [`CACHEGRIND_WITH_CACHES`], that make it follow `measure.sh`'s
 /// children.
 const TRACE_CHILDREN: &str = "--trace-children=yes";
 
-/// Runs each built variant's `measure.sh` once more under cachegrind, following its children
-/// (`valgrind … --trace-children=yes sh measure.sh BIN`), the counts of every process summed;
-/// the output files (for `cg_annotate`, one a process) and the log in
+/// Runs each built variant's `measure.sh` once more under cachegrind with its cache simulation
+/// (for the I1 misses, which the instruction count does not show; twice cachegrind's time),
+/// following its children (`valgrind … --trace-children=yes sh measure.sh BIN`), the counts of
+/// every process summed; the output files (for `cg_annotate`, one a process) and the log in
 /// `WORK/<program>/<variant>/cachegrind/`. A failure is recorded on the variant, and the others
 /// go on.
 fn count(prog: &Program, r: &mut ProgramResult) {
@@ -1510,6 +1518,7 @@ fn count(prog: &Program, r: &mut ProgramResult) {
         let counts = fresh_dir(&dir).and_then(|()| {
             cachegrind(
                 v.name,
+                &CACHEGRIND_WITH_CACHES,
                 &[
                     TRACE_CHILDREN.into(),
                     "sh".into(),
@@ -1563,14 +1572,18 @@ fn report(
     let _ = match counts_off {
         None => writeln!(
             md,
-            "Deterministic counts: each variant's `measure.sh` ran once more as `valgrind \
-             --tool=cachegrind --cache-sim=no --branch-sim=yes {TRACE_CHILDREN} sh measure.sh \
-             BIN`, and the instructions executed and branch mispredicts of every process \
-             valgrind reported are summed: the program's, and those of the shell and of \
-             `cksum`, which are the same for every variant (so the ratios slightly understate \
-             the program's own change). They are counts, not time, and the mispredicts are \
-             those of cachegrind's simple branch predictor model, not the CPU's; vs plain = \
-             plain/variant, share as above with instr's instruction ratio.\n"
+            "Deterministic counts: each variant's `measure.sh` ran once more as `valgrind {} \
+             {TRACE_CHILDREN} sh measure.sh BIN`, and the instructions executed, branch \
+             mispredicts and I1 misses of every process valgrind reported are summed: the \
+             program's, and those of the shell and of `cksum`, which are the same for every \
+             variant (so the ratios slightly understate the program's own change). They are \
+             counts, not time; the mispredicts are those of cachegrind's simple branch \
+             predictor model and the I1 misses those of its simulated first-level instruction \
+             cache, not the CPU's. The I1 misses show what the instruction count does not: a \
+             bigger, more inlined build can execute fewer instructions and still be slower, \
+             missing the instruction cache more. vs plain = plain/variant, share as above with \
+             instr's instruction ratio.\n",
+            CACHEGRIND_WITH_CACHES.join(" ")
         ),
         Some(why) => writeln!(
             md,
@@ -1999,11 +2012,15 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A program whose variants were timed (`seconds`) and counted (instructions, mispredicts).
-    fn program(name: &'static str, variants: [(&'static str, f64, u64, u64); 4]) -> ProgramResult {
+    /// A program whose variants were timed (`seconds`) and counted (instructions, mispredicts,
+    /// I1 misses).
+    fn program(
+        name: &'static str,
+        variants: [(&'static str, f64, u64, u64, u64); 4],
+    ) -> ProgramResult {
         let spec = PROGRAMS.iter().find(|s| s.name == name).unwrap();
         let mut r = ProgramResult::new(spec);
-        for (variant, seconds, instructions, mispredicts) in variants {
+        for (variant, seconds, instructions, mispredicts, i1_misses) in variants {
             r.push(
                 variant,
                 Ok(Built {
@@ -2016,6 +2033,7 @@ mod tests {
             v.counts = Some(Ok(Counts {
                 instructions,
                 mispredicts,
+                i1_misses: Some(i1_misses),
                 processes: 5,
             }));
         }
@@ -2027,19 +2045,19 @@ mod tests {
         let a = program(
             "pulldown-cmark",
             [
-                ("plain", 1.0, 1_000_000, 1_000),
-                ("control", 1.0, 1_000_000, 1_000),
-                ("instr", 1.0, 800_000, 500),
-                ("pgo", 1.0, 900_000, 800),
+                ("plain", 1.0, 1_000_000, 1_000, 400),
+                ("control", 1.0, 1_000_000, 1_000, 400),
+                ("instr", 1.0, 800_000, 500, 320),
+                ("pgo", 1.0, 900_000, 800, 500),
             ],
         );
         let mut b = program(
             "bzip2",
             [
-                ("plain", 1.0, 2_000_000, 100),
-                ("control", 1.0, 2_000_000, 100),
-                ("instr", 1.0, 1_000_000, 100),
-                ("pgo", 1.0, 1_000_000, 100),
+                ("plain", 1.0, 2_000_000, 100, 200),
+                ("control", 1.0, 2_000_000, 100, 200),
+                ("instr", 1.0, 1_000_000, 100, 100),
+                ("pgo", 1.0, 1_000_000, 100, 100),
             ],
         );
         b.variants[3].counts = Some(Err(
@@ -2047,27 +2065,46 @@ mod tests {
         ));
         let (md, json) = report(&[a, b], 1, "real-bench pgo", 1.0, [None, None], None);
         assert!(
-            md.contains("--trace-children=yes sh measure.sh BIN"),
+            md.contains(
+                "`valgrind --tool=cachegrind --cache-sim=yes --branch-sim=yes \
+                 --trace-children=yes sh measure.sh BIN`"
+            ),
             "{md}"
         );
         assert!(
             md.contains("Deterministic counts (cachegrind, `measure.sh`, every process summed):"),
             "{md}"
         );
+        // The I1 misses are what shows a pgo build that executes fewer instructions than
+        // plain and misses the instruction cache more.
         assert!(
-            md.contains("| instr | 800,000 | 1.250x | 500 | 2.000x | 100% |"),
+            md.contains(
+                "| variant | instructions | vs plain | mispredicts | vs plain | I1 misses | vs \
+                 plain | share of instr gain (instructions) |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| instr | 800,000 | 1.250x | 500 | 2.000x | 320 | 1.250x | 100% |"),
             "{md}"
         );
         // (1e6/9e5 − 1) / (1e6/8e5 − 1) = 0.111… / 0.25
         assert!(
-            md.contains("| pgo | 900,000 | 1.111x | 800 | 1.250x | 44% |"),
+            md.contains("| pgo | 900,000 | 1.111x | 800 | 1.250x | 500 | 0.800x | 44% |"),
             "{md}"
         );
         assert!(md.contains("| pgo | failed: valgrind … sh measure.sh failed (exit status: 1) |"));
-        // instr: geomean of 1.25 and 2 = 1.581x over 2 programs; pgo counted in one.
-        assert!(md.contains("| variant | programs | geomean instructions vs plain |"));
-        assert!(md.contains("| instr | 2 | 1.581x | 100% |"), "{md}");
-        assert!(md.contains("| pgo | 1 | 1.111x | 19% |"), "{md}");
+        // instr: geomean of 1.25 and 2 = 1.581x over 2 programs, by instructions and by I1
+        // misses alike; pgo counted in one.
+        assert!(md.contains(
+            "| variant | programs | geomean instructions vs plain | share of instr gain \
+             (instructions) | geomean I1 misses vs plain |"
+        ));
+        assert!(
+            md.contains("| instr | 2 | 1.581x | 100% | 1.581x |"),
+            "{md}"
+        );
+        assert!(md.contains("| pgo | 1 | 1.111x | 19% | 0.800x |"), "{md}");
         assert!(md.contains("pgo's share of instr's gain is 44%"), "{md}");
         assert!(
             md.contains("over the 1 programs where both were counted"),
@@ -2076,6 +2113,11 @@ mod tests {
         let pgo = &json["programs"][0]["variants"][3];
         assert_eq!(pgo["instructions"], 900_000);
         assert_eq!(pgo["processes_counted"], 5);
+        assert_eq!(pgo["i1_misses"], 500);
+        let pgo_i1 = json["counts"]["geomeans"][3]["geomean_i1_misses_vs_plain"]
+            .as_f64()
+            .unwrap();
+        assert!((pgo_i1 - 0.8).abs() < 1e-9, "{pgo_i1}");
         assert_eq!(
             json["programs"][1]["variants"][3]["instructions"],
             serde_json::Value::Null
