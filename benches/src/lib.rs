@@ -284,9 +284,10 @@ pub const COUNTED: [&str; 4] = ["plain", "control", "instr", "pgo"];
 /// cache simulation, which would about double cachegrind's time (16 to 34 s on one fixture).
 pub const CACHEGRIND: [&str; 3] = ["--tool=cachegrind", "--cache-sim=no", "--branch-sim=yes"];
 
-/// [`CACHEGRIND`] with the cache simulation, for its I1 misses: fewer instructions executed
-/// do not make a build faster when it has grown (inlined) out of the instruction cache, and the
-/// instruction count alone does not show that.
+/// [`CACHEGRIND`] with the cache simulation, for its I1 misses: the instruction count alone
+/// does not show a build that grew (inlined) out of the instruction cache. They move with where
+/// the linker put the hot code too (builds with the same flags differ by a quarter), so they
+/// are a hint, confirmed by time.
 pub const CACHEGRIND_WITH_CACHES: [&str; 3] =
     ["--tool=cachegrind", "--cache-sim=yes", "--branch-sim=yes"];
 

@@ -51,12 +51,15 @@
 //! cache) of every process valgrind reports are summed: the program's, and the shell's and
 //! `cksum`'s, which are the same for every variant (for pulldown-cmark 15 M of 1.8 G
 //! instructions), so the ratios slightly understate the program's own change. The I1 misses are
-//! there because the instruction count misses what makes a bigger, more inlined build slower:
-//! on jrsonnet the pgo build executed 5.5% fewer instructions than plain and was slower by
-//! time, missing the instruction cache more (I1 misses plain 39.6 M, instr 29.9 M, pgo 45.1 M;
-//! grass, counted outside this benchmark, likewise). The report has the counts per program
-//! (plain/variant, and pgo's share of instr's instruction reduction) and their geometric means
-//! over the programs, the JSON too; `WORK/<program>/<variant>/cachegrind/` keeps valgrind's log
+//! context, not a yardstick: they depend on where the linker happened to put the hot code as
+//! much as on how much of it there is. jrsonnet built by hand, same sources and input: plain
+//! 31.7 M I1 misses, control (pgo's flags, no profile) 42.1 M, instr 22.8 M, pgo 42.5 M, while
+//! by time control was as fast as plain and pgo faster (0.684 s against 0.720 s, medians of 11
+//! interleaved runs); this benchmark's own builds, on its input, gave plain 39.6 M and control
+//! 40.6 M. Read a change in I1 misses as a hint to look at code size and placement, and confirm
+//! it by time. The report has the counts per program (plain/variant, and pgo's share of instr's
+//! instruction reduction) and their geometric means over the programs, the JSON too;
+//! `WORK/<program>/<variant>/cachegrind/` keeps valgrind's log
 //! and an output file per process (for `cg_annotate`). A run under cachegrind without the cache
 //! simulation took about 15 times as long as without valgrind for pulldown-cmark (11–17 s a
 //! variant), and 20–40 times for the fixtures of `speedup-bench`; the cache simulation roughly
@@ -1579,10 +1582,10 @@ fn report(
              variant (so the ratios slightly understate the program's own change). They are \
              counts, not time; the mispredicts are those of cachegrind's simple branch \
              predictor model and the I1 misses those of its simulated first-level instruction \
-             cache, not the CPU's. The I1 misses show what the instruction count does not: a \
-             bigger, more inlined build can execute fewer instructions and still be slower, \
-             missing the instruction cache more. vs plain = plain/variant, share as above with \
-             instr's instruction ratio.\n",
+             cache, not the CPU's. The I1 misses depend on where the hot code was placed as \
+             much as on its size (builds with the same flags and no profile differ by a \
+             quarter): a hint to look at code size and placement, to be confirmed by time. vs \
+             plain = plain/variant, share as above with instr's instruction ratio.\n",
             CACHEGRIND_WITH_CACHES.join(" ")
         ),
         Some(why) => writeln!(
