@@ -18,7 +18,12 @@
 //! - jrsonnet 0.5.0-pre98 (a Jsonnet interpreter; Rust, from crates.io, a thin binary over
 //!   its evaluator crates from the registry; built `--locked`): training evaluates recursion,
 //!   comprehensions and `std` list and string functions over 50,000 objects, the measured
-//!   program object inheritance (`+:`), manifesting JSON and string replacement.
+//!   program object inheritance (`+:`), manifesting JSON and string replacement;
+//! - minijinja-cli 3.0.5 (a Jinja2 template renderer over the minijinja bytecode VM; Rust, from
+//!   crates.io, built `--locked`), rendering 20,000 records: training renders an HTML table
+//!   through a macro with `upper`, `format` and `join` and sums in a namespace, the measured
+//!   template sorts, concatenates, tests membership and uses `title`, `replace`, `unique`,
+//!   `map` and `selectattr`.
 //!
 //! The inputs are generated deterministically (`WORK/inputs`, written once); each program has a
 //! `train.sh` and a `measure.sh` (`WORK/<program>/`, taking the binary as `$1`), whose filters,
@@ -111,7 +116,7 @@ use serde_json::json;
 
 const USAGE: &str = "usage: real-bench PGO [--reps N] [--program NAME]... [--no-counts] \
                      [--json F] [--markdown F] [--work DIR]\n  programs: jaq, ripgrep, bzip2, \
-                     pulldown-cmark, rhai, jrsonnet (default: all)";
+                     pulldown-cmark, rhai, jrsonnet, minijinja-cli (default: all)";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Lang {
@@ -135,7 +140,7 @@ struct Spec {
     measure: &'static str,
 }
 
-const PROGRAMS: [Spec; 6] = [
+const PROGRAMS: [Spec; 7] = [
     Spec {
         name: "jaq",
         version: "2.3.0",
@@ -205,6 +210,18 @@ const PROGRAMS: [Spec; 6] = [
         measure: "measure.jsonnet (10,000 objects built by inheritance, manifested as JSON), \
                   cksum of the output",
     },
+    Spec {
+        name: "minijinja-cli",
+        version: "3.0.5",
+        lang: Lang::Rust,
+        url: "https://static.crates.io/crates/minijinja-cli/minijinja-cli-3.0.5.crate",
+        sha256: "3af4e401bc0ffc580fe3c0174a486f9fa151d8b68c23edeb97c24c6bff4fa2d8",
+        dir: "minijinja-cli-3.0.5",
+        binary: "minijinja-cli",
+        // The crate's own lock file, as for jrsonnet: the engine is a registry crate.
+        cargo_args: &["--locked"],
+        measure: "measure.j2 over records.json (20,000 records, ten passes), cksum of the output",
+    },
 ];
 
 /// Jsonnet evaluated in training (three times): recursion, comprehensions, `std` folds,
@@ -247,6 +264,74 @@ const JSONNET_MEASURE: (&str, &str) = (
        fibs: local fib(n) = if n < 2 then n else fib(n - 1) + fib(n - 2); fib(18),\n\
      }\n",
 );
+
+/// The Jinja template rendered in training (three times): an HTML table of the records
+/// through a macro, with `upper`, `format` and `join`, and a sum kept in a namespace.
+const MINIJINJA_TRAIN: (&str, &str) = (
+    "train.j2",
+    "{% macro row(it) -%}\n\
+     <tr><td>{{ it.id }}</td><td>{{ it.name|upper }}</td><td>{{ \"%.2f\"|format(it.price) }}\
+     </td><td>{{ it.tags|join(\",\") }}</td></tr>\n\
+     {%- endmacro %}\n\
+     <h1>{{ title }}</h1>\n\
+     {% for round in range(12) %}\n\
+     {% for it in items %}{% if it.qty > 3 %}{{ row(it) }}{% else %}<tr><td>{{ it.id }}</td>\
+     <td>none</td></tr>{% endif %}\n\
+     {% endfor %}\n\
+     {% endfor %}\n\
+     {% set total = namespace(v=0) %}{% for it in items %}{% set total.v = total.v + it.qty %}\
+     {% endfor %}total {{ total.v }}\n",
+);
+
+/// The Jinja template measured: what training ran little (sorting, string concatenation,
+/// membership tests, `loop.index`, `title`, `replace`, `unique`, `map`, `selectattr`).
+const MINIJINJA_MEASURE: (&str, &str) = (
+    "measure.j2",
+    "{% for round in range(10) %}\n\
+     {% for it in items|sort(attribute=\"price\") %}\n\
+     {%- set n = it.owner.name ~ \":\" ~ (it.owner.age * 2 + round) -%}\n\
+     {%- if \"red\" in it.tags and it.qty is even -%}\n\
+     {{ loop.index }} {{ n|title }} {{ (it.price * it.qty)|round(1) }} \
+     {{ it.tags|unique|list|length }}\n\
+     {%- elif it.price > 50 -%}\n\
+     {{ it.name|replace(\"item\", \"I-\") }} {{ it.tags|first }} {{ it.tags|last|capitalize }}\n\
+     {%- else -%}\n\
+     {{ it.id % 7 }}{{ \"-\" * (it.qty % 5) }}\n\
+     {%- endif %}\n\
+     {% endfor %}\n\
+     {% endfor %}\n\
+     {{ items|map(attribute=\"qty\")|sum }} {{ items|selectattr(\"qty\", \"gt\", 10)|list|length }}\n",
+);
+
+/// The records both templates render: `{"title": …, "items": [{"id", "name", "price", "tags",
+/// "qty", "owner": {"name", "age"}}, …]}`, 20,000 of them, deterministic (minijinja-cli takes
+/// a map as its context, so jaq's `data.json`, an array, does not do).
+fn minijinja_records() -> String {
+    const TAGS: [&str; 5] = ["red", "green", "blue", "big", "small"];
+    let mut rng = Rng(0x5EED_0F5E_C011_AB00);
+    let mut s = String::with_capacity(3 << 20);
+    s.push_str("{\"title\":\"Report\",\"items\":[\n");
+    for i in 0..20_000u64 {
+        if i > 0 {
+            s.push_str(",\n");
+        }
+        let cents = rng.below(10_000);
+        let _ = write!(
+            s,
+            r#"{{"id":{i},"name":"item{i}","price":{}.{:02},"tags":["{}","{}","{}"],"qty":{},"owner":{{"name":"user{}","age":{}}}}}"#,
+            cents / 100,
+            cents % 100,
+            TAGS[rng.below(5) as usize],
+            TAGS[rng.below(5) as usize],
+            TAGS[rng.below(5) as usize],
+            rng.below(21),
+            i % 97,
+            20 + i % 50
+        );
+    }
+    s.push_str("\n]}\n");
+    s
+}
 
 /// rhai scripts run in training: recursion, array indexing in loops, string-keyed maps, sort.
 const RHAI_TRAIN: [(&str, &str); 3] = [
@@ -757,9 +842,10 @@ fn markdown(mix: &MarkdownMix, bytes: usize) -> String {
 /// Writes the rhai scripts under `inputs/rhai` and the Jsonnet programs under
 /// `inputs/jsonnet`: small, and rewritten every run so that they follow this file.
 fn ensure_scripts(inputs: &Path) -> Result<(), String> {
-    let sets: [(&str, Vec<&(&str, &str)>); 2] = [
+    let sets: [(&str, Vec<&(&str, &str)>); 3] = [
         ("rhai", RHAI_TRAIN.iter().chain(&RHAI_MEASURE).collect()),
         ("jsonnet", vec![&JSONNET_TRAIN, &JSONNET_MEASURE]),
+        ("minijinja", vec![&MINIJINJA_TRAIN, &MINIJINJA_MEASURE]),
     ];
     for (dir, files) in sets {
         let dir = inputs.join(dir);
@@ -789,6 +875,11 @@ fn ensure_inputs(inputs: &Path) -> Result<(), String> {
         write_corpus(inputs)?;
     }
     ensure_scripts(inputs)?;
+    let records = inputs.join("minijinja").join("records.json");
+    if !records.exists() {
+        eprintln!("inputs: generating {}…", records.display());
+        try_write_atomic(&records, minijinja_records().as_bytes())?;
+    }
     for (name, mix) in [
         ("train.md", &MARKDOWN_TRAIN),
         ("measure.md", &MARKDOWN_MEASURE),
@@ -865,6 +956,18 @@ fn scripts(spec: &Spec, inputs: &Path, tmp: &Path) -> (String, String) {
             (
                 script(&[train.clone(), train.clone(), train]),
                 script(&measure),
+            )
+        }
+        "minijinja-cli" => {
+            let dir = inputs.join("minijinja");
+            let records = path_word(&dir.join("records.json"));
+            let run = |(name, _): &(&str, &str)| {
+                format!("\"$1\" {} {records}", path_word(&dir.join(name)))
+            };
+            let train = format!("{} > /dev/null", run(&MINIJINJA_TRAIN));
+            (
+                script(&[train.clone(), train.clone(), train]),
+                script(&checksum_of(&run(&MINIJINJA_MEASURE), "the rendered text")),
             )
         }
         "pulldown-cmark" => {
@@ -1981,6 +2084,41 @@ mod tests {
         assert_eq!(train.matches(JSONNET_TRAIN.0).count(), 3, "{train}");
         assert_measure_checksums(&dir, &measure, JSONNET_MEASURE.1);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn minijinja_renders_records_it_can_read_trained_three_times_and_checksummed() {
+        let dir = std::env::temp_dir().join(format!("real-bench-jinja-{}", std::process::id()));
+        fresh_dir(&dir).unwrap();
+        ensure_scripts(&dir).unwrap();
+        let spec = PROGRAMS.iter().find(|s| s.name == "minijinja-cli").unwrap();
+        assert_eq!(
+            Program::build_words(spec),
+            ["cargo", "build", "--release", "--quiet", "--locked"]
+        );
+        let (train, measure) = scripts(spec, &dir, &dir);
+        assert_eq!(train.matches(MINIJINJA_TRAIN.0).count(), 3, "{train}");
+        assert_eq!(
+            train.matches("records.json' > /dev/null").count(),
+            3,
+            "{train}"
+        );
+        // A stand-in for the records: `cat` prints the template, then them.
+        std::fs::write(dir.join("minijinja/records.json"), "{}").unwrap();
+        assert_measure_checksums(&dir, &measure, &format!("{}{{}}", MINIJINJA_MEASURE.1));
+        let _ = std::fs::remove_dir_all(&dir);
+        // The context is a map (minijinja-cli refuses an array) with every field the templates
+        // use.
+        let records: serde_json::Value = serde_json::from_str(&minijinja_records()).unwrap();
+        assert_eq!(records["title"], "Report");
+        let items = records["items"].as_array().unwrap();
+        assert_eq!(items.len(), 20_000);
+        for it in [&items[0], &items[19_999]] {
+            assert!(it["id"].is_u64() && it["name"].is_string() && it["price"].is_f64());
+            assert_eq!(it["tags"].as_array().unwrap().len(), 3);
+            assert!(it["qty"].as_u64().unwrap() <= 20);
+            assert!(it["owner"]["name"].is_string() && it["owner"]["age"].is_u64());
+        }
     }
 
     #[test]

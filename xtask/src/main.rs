@@ -639,7 +639,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     }
     if which == "real" {
         eprintln!(
-            "\n== Real programs: jaq, ripgrep, bzip2, pulldown-cmark, rhai and jrsonnet built plainly, with \
+            "\n== Real programs: jaq, ripgrep, bzip2, pulldown-cmark, rhai, jrsonnet and minijinja-cli built plainly, with \
              instrumentation PGO and through pgo apply, interleaved"
         );
         // valgrind: the deterministic counts (cachegrind), unless they are turned off.
