@@ -1,5 +1,6 @@
-//! Which program a Cargo build just linked, so that `pgo apply` can check it against the
-//! profile (and a names build's copy can be kept) without the user naming it.
+//! Which program a build just linked, so that `pgo apply` can check it against the profile
+//! (and a names build's copy can be kept) without the user naming it: Cargo's in its target
+//! directory, make's and other builds' a few levels under the directory they ran in.
 //!
 //! Guessing by the profiled binary's name misses whenever that name is not Cargo's: a profile
 //! taken of a deployed copy (`/usr/local/bin/app-2.1`), of a binary copied aside for a
@@ -80,6 +81,42 @@ pub fn linked_since(dirs: &[PathBuf], since: SystemTime) -> Vec<PathBuf> {
     found.sort();
     found
 }
+
+/// The directories a build other than Cargo's may link its programs into: `root` and its
+/// subdirectories down to `depth` levels (make leaves Lua's `lua` in `src/`, CMake its
+/// programs in `build/`), without hidden ones (`.git`), at most [`MAX_SEARCHED_DIRS`] of them
+/// breadth first, so that a build run from a large tree stays a quick look.
+pub fn dirs_under(root: &Path, depth: usize) -> Vec<PathBuf> {
+    let mut dirs = vec![root.to_path_buf()];
+    let mut level = vec![root.to_path_buf()];
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for dir in &level {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut subdirs: Vec<PathBuf> = entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .map(|e| e.path())
+                .collect();
+            subdirs.sort();
+            next.extend(subdirs);
+        }
+        if dirs.len() + next.len() > MAX_SEARCHED_DIRS {
+            next.truncate(MAX_SEARCHED_DIRS.saturating_sub(dirs.len()));
+            dirs.extend(next);
+            break;
+        }
+        dirs.extend(next.iter().cloned());
+        level = next;
+    }
+    dirs
+}
+
+/// The most directories [`dirs_under`] returns.
+pub const MAX_SEARCHED_DIRS: usize = 20_000;
 
 fn is_elf(path: &Path) -> bool {
     let mut magic = [0u8; 4];
@@ -182,6 +219,26 @@ mod tests {
             ]
         );
         assert_eq!(program_dirs(target, "test"), [target.join("debug")]);
+    }
+
+    #[test]
+    fn a_build_trees_directories_are_searched_a_few_levels_deep_without_hidden_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["src", "build/bin/deep/deeper", ".git/objects", "src/.cache"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("file"), "not a directory").unwrap();
+        let rel = |dirs: Vec<PathBuf>| -> Vec<String> {
+            dirs.iter()
+                .map(|d| d.strip_prefix(root).unwrap().display().to_string())
+                .collect()
+        };
+        assert_eq!(
+            rel(dirs_under(root, 3)),
+            ["", "build", "src", "build/bin", "build/bin/deep"]
+        );
+        assert_eq!(rel(dirs_under(root, 0)), [""]);
     }
 
     #[test]

@@ -225,6 +225,10 @@ struct ProgramLookup {
     workdir: PathBuf,
 }
 
+/// How many directory levels below the build's directory a build other than Cargo's is looked
+/// at for the program it linked (`src/lua`, `build/bin/app`).
+const BUILD_TREE_DEPTH: usize = 4;
+
 impl ProgramLookup {
     fn new(a: &ApplyArgs, profile: &pgo_profile::Profile, workdir: &Path) -> ProgramLookup {
         let dash_o = a
@@ -283,10 +287,11 @@ impl ProgramLookup {
         )
     }
 
-    /// The program the build that started at `since` made: the named file; for cargo, the one
+    /// The program the build that started at `since` made: the named file; else the one
     /// program it linked since then (the `--bin` asked for, or the profiled program's name,
-    /// when it linked several); else [`Self::expected`], where it exists. `Err` says why none
-    /// was found.
+    /// when it linked several), in Cargo's directories for a cargo build, anywhere a few levels
+    /// under the build's directory for others (make's `src/lua`); else [`Self::expected`],
+    /// where it exists. `Err` says why none was found.
     fn find(&self, since: SystemTime) -> Result<PathBuf, String> {
         if let Some((p, label)) = &self.named {
             return if p.exists() {
@@ -295,13 +300,17 @@ impl ProgramLookup {
                 Err(format!("{label}{} does not exist", p.display()))
             };
         }
-        if self.cargo.from_command
-            && let Some(target) = &self.target_dir
-        {
-            let linked = built_program::linked_since(
-                &built_program::program_dirs(target, &self.cargo.profile),
-                since,
-            );
+        // Where the build links programs: Cargo's directories for the profile; for make and
+        // the like, anywhere in the tree it was run in, a few levels down.
+        let dirs = if self.cargo.from_command {
+            self.target_dir
+                .as_ref()
+                .map(|target| built_program::program_dirs(target, &self.cargo.profile))
+        } else {
+            Some(built_program::dirs_under(&self.workdir, BUILD_TREE_DEPTH))
+        };
+        if let Some(dirs) = dirs {
+            let linked = built_program::linked_since(&dirs, since);
             match built_program::pick(&linked, &self.cargo.bins, self.profiled.as_deref()) {
                 Ok(p) => return Ok(p),
                 Err(several) if several.len() > 1 => {

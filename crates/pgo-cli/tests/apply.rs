@@ -761,6 +761,55 @@ fn a_makefile_that_sets_its_own_cflags_still_gets_pgos_flags() {
     assert_eq!(checksum_of(&work.join("out"), &["measure"]), first);
 }
 
+/// make links Lua's `lua` and `luac` into `src/`: the program the build linked is found there
+/// by the profiled program's name, and checked against the profile, without --output-binary.
+#[test]
+fn a_program_make_links_into_a_subdirectory_is_found_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    std::fs::create_dir(work.join("src")).unwrap();
+    std::fs::copy(
+        root().join("fixtures/suite/c-sort/main.c"),
+        work.join("src/main.c"),
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("Makefile"),
+        "all:\n\tclang-22 -O2 -g src/main.c -o src/sort\n\
+         \tclang-22 -O2 -g -DOTHER src/main.c -o src/sort-tool\n",
+    )
+    .unwrap();
+    let build = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut all = args.to_vec();
+        all.extend([&"--backend" as &dyn AsRef<std::ffi::OsStr>, &"clang", &"--"]);
+        all.extend([&"make" as &dyn AsRef<std::ffi::OsStr>, &"-B"]);
+        let out = apply(work, &all, &[]);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    let profile = work.join("c.pb.gz");
+    build(&[&"--profile", &profile, &"--allow-missing"]);
+    ok(pgo(&[
+        &"collect",
+        &"-o",
+        &profile,
+        &"--",
+        &work.join("src/sort"),
+        &"train",
+    ]));
+    let err = build(&[&"--profile", &profile]);
+    let sort = work.join("src/sort");
+    assert!(
+        err.contains(&format!(
+            "of the profile's samples are in functions that exist by name in {}",
+            sort.display()
+        )),
+        "the built program was not found in src/:\n{err}"
+    );
+    assert!(!err.contains("was not checked"), "{err}");
+}
+
 /// A binary built as pgo builds (`-fdebug-info-for-profiling`) numbers the blocks of a line;
 /// the next build's profile carries those discriminators and clang applies counts by them.
 #[test]
