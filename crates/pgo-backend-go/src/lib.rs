@@ -306,7 +306,9 @@ pub fn write_go_profile(
     // (caller, callee, line offset, column, weight, source) of every decided edge.
     let mut decided: Vec<(&FunctionRef, &FunctionRef, i64, i64, i64, Source)> = Vec::new();
     let mut skipped = Vec::new();
-    for d in &decisions.inline {
+    // A decision without samples (another call of a decided callee, from the caller's
+    // source) would be an edge of weight 0 to Go's PGO, which ranks edges by weight: nothing.
+    for d in decisions.inline.iter().filter(|d| d.weight > 0) {
         decided.push((
             &d.caller,
             &d.callee,

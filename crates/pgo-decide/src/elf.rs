@@ -14,6 +14,8 @@ pub struct ElfFacts {
     info: pgo_symbolize::ObjectInfo,
     /// The profile's names for this binary (its mappings' file names).
     names: FxHashSet<String>,
+    /// The binary's DWARF, loaded on the first question about source lines.
+    symbolizer: std::sync::Mutex<pgo_symbolize::Symbolizer>,
 }
 
 fn basename(path: &str) -> &str {
@@ -82,6 +84,7 @@ impl ElfFacts {
             binary,
             info,
             names,
+            symbolizer: std::sync::Mutex::new(pgo_symbolize::Symbolizer::new()),
         })
     }
 
@@ -180,6 +183,38 @@ impl BinaryFacts for ElfFacts {
             pgo_binary::CallKind::Direct { .. } => CallKind::Direct,
             _ => CallKind::Indirect,
         })
+    }
+
+    fn source_span(&self, linkage_name: &str) -> Option<(String, u32, u32)> {
+        let function = self.binary.function_by_name(linkage_name)?;
+        let instructions = self.binary.instructions(function).ok()?;
+        let mut symbolizer = self.symbolizer.lock().unwrap_or_else(|e| e.into_inner());
+        let (path, build_id) = (self.binary.path(), self.binary.build_id());
+        let mut span: Option<(String, u32, u32)> = None;
+        for (address, _) in instructions {
+            let Ok(s) = symbolizer.symbolize(path, build_id, address) else {
+                return None;
+            };
+            // The outermost frame is the function itself; for code inlined into it, its line
+            // is the line of the call. Lines the table gives to another file are not its own.
+            let Some(own) = s.frames.last() else {
+                continue;
+            };
+            if &*own.function_linkage_name != linkage_name
+                || own.line == 0
+                || own.file != own.function_file
+            {
+                continue;
+            }
+            match &mut span {
+                Some((_, first, last)) => {
+                    *first = (*first).min(own.line);
+                    *last = (*last).max(own.line);
+                }
+                None => span = Some((own.function_file.to_string(), own.line, own.line)),
+            }
+        }
+        span
     }
 
     fn sampled_size(&self, linkage_name: &str, samples: &[(u64, &MappedFile, i64)]) -> Option<u64> {

@@ -50,6 +50,11 @@ pub trait BinaryFacts {
     /// The call instruction that returns to runtime `address` in `mapping` (a return address
     /// from the profile).
     fn call_at(&self, address: u64, mapping: &MappedFile) -> Option<CallKind>;
+    /// The lines of the function's own source (file, first and last line its code has in the
+    /// line table, counting the lines of calls inlined into it): where its call sites can be.
+    fn source_span(&self, _linkage_name: &str) -> Option<(String, u32, u32)> {
+        None
+    }
     /// A basic-block order for a function, from the sampled addresses in its code: block start
     /// addresses (of the file), how many of them are hot, and why.
     fn block_layout(
@@ -104,6 +109,34 @@ fn sampled(g: &CallGraph, n: NodeIndex) -> Vec<(u64, &MappedFile, i64)> {
 fn is_named(g: &CallGraph, n: NodeIndex) -> bool {
     let f = &g.graph[n];
     !f.name.is_empty() && !f.name.starts_with("0x") && !f.name.contains("+0x")
+}
+
+/// The name a call to the function is written with: the last path segment of its demangled
+/// name, without generic arguments (`<app::Obj>::get_idx::<T>` → `get_idx`, `luaV_finishset`).
+fn short_name(demangled: &str) -> &str {
+    let mut name = demangled;
+    // Generic arguments at the end: `f::<T>` (their `::` must not split the name).
+    if name.ends_with('>')
+        && let Some(i) = name.find("::<")
+        && !name[..i].ends_with('>')
+    {
+        name = &name[..i];
+    }
+    name.rsplit("::").next().unwrap_or(name)
+}
+
+/// Whether the source line calls `name`: `name(` or `name::<`, with an identifier boundary
+/// before it (so `get_idx` does not match `my_get_idx(`); a macro's `name!(` is no call.
+fn calls_by_name(line: &str, name: &str) -> bool {
+    if name.is_empty() {
+        return false;
+    }
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    line.match_indices(name).any(|(i, _)| {
+        let before = line[..i].chars().next_back();
+        let after = line[i + name.len()..].trim_start();
+        !before.is_some_and(ident) && (after.starts_with('(') || after.starts_with("::<"))
+    })
 }
 
 fn round(x: f64) -> f64 {
@@ -221,6 +254,8 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
     }
     let cycle_entries = g.cycle_entries();
     let mut inline = Vec::new();
+    // Decided calls through a pointer (caller, callee): their other sites are other pointers'.
+    let mut through_pointer: FxHashSet<(NodeIndex, NodeIndex)> = FxHashSet::default();
     for &e in &candidates {
         let (caller, callee) = g.graph.edge_endpoints(e).expect("edge");
         let call = &g.graph[e];
@@ -303,6 +338,9 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
                 ),
             }
         };
+        if through_pointer_in_cycle {
+            through_pointer.insert((caller, callee));
+        }
         let reason = if through_pointer_in_cycle {
             format!(
                 "{reason}; called through a pointer inside a recursion, frame within {RECURSIVE_INLINE_MAX_FRAME} bytes"
@@ -323,6 +361,99 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
             already_inlined: call.inlined,
             reason,
         });
+    }
+    // The other calls to a callee decided inline at a sampled site of the same caller. An
+    // interpreter calls one small helper from many cases of its dispatch (Lua's
+    // `luaV_finishset` from four opcodes); training runs some of them, the measured workload
+    // others, and to the next build the unsampled ones are cold (LLVM inlines a cold call only
+    // under a threshold of 45), while instrumentation PGO counted them running, if rarely. The
+    // sites come from the caller's source: the profiled binary may have merged identical
+    // calls into one instruction (clang did for two of Lua's). A line that calls something
+    // else of that name costs a line of the replay file, which LLVM matches by callee and
+    // ignores there. Small callees only: these sites carry no weight to justify more.
+    if let Some(b) = binary {
+        let mut decided: FxHashSet<(String, i64, String)> = inline
+            .iter()
+            .map(|d: &InlineDecision| {
+                (
+                    d.caller.linkage_name.clone(),
+                    d.site.line_offset,
+                    d.callee.linkage_name.clone(),
+                )
+            })
+            .collect();
+        let mut spans: FxHashMap<String, Option<(Vec<String>, u32, u32)>> = FxHashMap::default();
+        let mut siblings = Vec::new();
+        let by_pointer: FxHashSet<(&str, &str)> = through_pointer
+            .iter()
+            .map(|&(a, b)| {
+                (
+                    g.graph[a].linkage_name.as_str(),
+                    g.graph[b].linkage_name.as_str(),
+                )
+            })
+            .collect();
+        for d in &inline {
+            if d.already_inlined
+                || by_pointer.contains(&(
+                    d.caller.linkage_name.as_str(),
+                    d.callee.linkage_name.as_str(),
+                ))
+                || d.caller.start_line == 0
+                || d.callee_bytes
+                    .is_none_or(|bytes| bytes > settings.inline_max_callee_bytes)
+            {
+                continue;
+            }
+            let span = spans
+                .entry(d.caller.linkage_name.clone())
+                .or_insert_with(|| {
+                    let (file, first, last) = b.source_span(&d.caller.linkage_name)?;
+                    let text = std::fs::read_to_string(&file).ok()?;
+                    Some((text.lines().map(str::to_owned).collect(), first, last))
+                });
+            let Some((lines, first, last)) = span else {
+                continue;
+            };
+            let name = short_name(&d.callee.name);
+            let start = d.caller.start_line;
+            for line in (*first).max(1)..=*last {
+                let Some(text) = lines.get(line as usize - 1) else {
+                    break;
+                };
+                let offset = i64::from(line) - start;
+                // Offset 0 is the caller's own declaration (`fn eval(`), not a call.
+                if offset <= 0
+                    || !calls_by_name(text, name)
+                    || !decided.insert((
+                        d.caller.linkage_name.clone(),
+                        offset,
+                        d.callee.linkage_name.clone(),
+                    ))
+                {
+                    continue;
+                }
+                siblings.push(InlineDecision {
+                    site: CallSiteRef {
+                        line_offset: offset,
+                        column: 0,
+                    },
+                    weight: 0,
+                    share_percent: 0.0,
+                    already_inlined: false,
+                    reason: format!(
+                        "another call of a callee decided inline at line offset {} of the same \
+                         caller ({:.1}% of samples), {} bytes; unsampled calls are cold to the \
+                         next build",
+                        d.site.line_offset,
+                        d.share_percent,
+                        d.callee_bytes.unwrap_or(0)
+                    ),
+                    ..d.clone()
+                });
+            }
+        }
+        inline.extend(siblings);
     }
     inline.sort_by(|a, b| {
         b.weight
@@ -501,6 +632,8 @@ mod tests {
         sampled: u64,
         frame: u64,
         calls: CallKind,
+        /// Every function's source: file, first and last line.
+        source: Option<(String, u32, u32)>,
     }
 
     impl Sized {
@@ -510,6 +643,7 @@ mod tests {
                 sampled,
                 frame: 64,
                 calls: CallKind::Direct,
+                source: None,
             }
         }
     }
@@ -532,6 +666,9 @@ mod tests {
         }
         fn call_at(&self, _: u64, _: &MappedFile) -> Option<CallKind> {
             Some(self.calls)
+        }
+        fn source_span(&self, _: &str) -> Option<(String, u32, u32)> {
+            self.source.clone()
         }
         fn block_layout(
             &self,
@@ -611,6 +748,75 @@ mod tests {
         assert_eq!(inlines_lookup(&Sized::new(2771, 2000)), None);
         // Past the very-hot size, however little of it runs.
         assert_eq!(inlines_lookup(&Sized::new(20_000, 100)), None);
+    }
+
+    #[test]
+    fn names_of_calls_in_source_lines() {
+        assert_eq!(short_name("<app::Obj>::get_idx"), "get_idx");
+        assert_eq!(short_name("app::parse::<alloc::vec::Vec<u8>>"), "parse");
+        assert_eq!(short_name("<app::Map<K, V>>::get::<u8>"), "get");
+        assert_eq!(short_name("luaV_finishset"), "luaV_finishset");
+        assert!(calls_by_name(
+            "  Protect(luaV_finishset(L, t, k, v));",
+            "luaV_finishset"
+        ));
+        assert!(calls_by_name("let v = obj.get_idx (i)?;", "get_idx"));
+        assert!(calls_by_name("x = parse::<u8>(s);", "parse"));
+        assert!(!calls_by_name("x = my_get_idx(i);", "get_idx"));
+        assert!(!calls_by_name("// see get_idx for why", "get_idx"));
+        assert!(!calls_by_name("get_idx!(i)", "get_idx"));
+        assert!(!calls_by_name("anything(", ""));
+    }
+
+    /// `eval` (lines 10 to 17) calls `lookup` at line 11, where the samples saw it (hot), and
+    /// at line 14, where they did not: both are inlined; the other lines that mention the
+    /// name do not call it.
+    #[test]
+    fn a_decided_callee_is_inlined_at_its_other_calls_in_the_callers_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("main.rs");
+        std::fs::write(
+            &file,
+            "\n\n\n\n\n\n\n\n\n\
+             fn eval(&self, op: Op) -> V {\n\
+             let a = self.lookup(op.a);\n\
+             match op.kind {\n\
+             // lookup again below\n\
+             Kind::B => self.lookup(op.b),\n\
+             Kind::C => self.my_lookup(op.c),\n\
+             Kind::D => lookup!(op.d),\n\
+             _ => self.rest(a) } }\n",
+        )
+        .unwrap();
+        let g = app_graph(
+            |_| 10,
+            &[
+                (&[("lookup", 3, 31), ("eval", 1, 11)], 10),
+                (&[("rest", 4, 41), ("eval", 2, 17)], 20),
+            ],
+        );
+        let sites = |facts: &Sized| -> Vec<(i64, i64)> {
+            decide(&g, Some(facts), &Settings::default())
+                .inline
+                .iter()
+                .filter(|d| d.caller.name == "eval" && d.callee.name == "lookup")
+                .map(|d| (d.site.line_offset, d.weight))
+                .collect()
+        };
+        let mut facts = Sized::new(300, 300);
+        assert_eq!(
+            sites(&facts),
+            [(1, 10)],
+            "without the source, the sampled site only"
+        );
+        facts.source = Some((file.display().to_string(), 10, 17));
+        let mut found = sites(&facts);
+        found.sort();
+        assert_eq!(found, [(1, 10), (4, 0)]);
+        // Not for a callee over the (not very hot) size budget.
+        facts.size = 600;
+        facts.sampled = 600;
+        assert!(sites(&facts).iter().all(|&(_, w)| w > 0));
     }
 
     /// An interpreter: `run` enters `block`, whose node call (through `dyn Node`, at one call
