@@ -254,8 +254,9 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
     }
     let cycle_entries = g.cycle_entries();
     let mut inline = Vec::new();
-    // Decided calls through a pointer (caller, callee): their other sites are other pointers'.
-    let mut through_pointer: FxHashSet<(NodeIndex, NodeIndex)> = FxHashSet::default();
+    // Decided calls through a pointer (caller, callee linkage names): their other sites are
+    // other pointers'.
+    let mut through_pointer: FxHashSet<(&str, &str)> = FxHashSet::default();
     for &e in &candidates {
         let (caller, callee) = g.graph.edge_endpoints(e).expect("edge");
         let call = &g.graph[e];
@@ -338,10 +339,11 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
                 ),
             }
         };
-        if through_pointer_in_cycle {
-            through_pointer.insert((caller, callee));
-        }
         let reason = if through_pointer_in_cycle {
+            through_pointer.insert((
+                g.graph[caller].linkage_name.as_str(),
+                g.graph[callee].linkage_name.as_str(),
+            ));
             format!(
                 "{reason}; called through a pointer inside a recursion, frame within {RECURSIVE_INLINE_MAX_FRAME} bytes"
             )
@@ -384,18 +386,9 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
             .collect();
         let mut spans: FxHashMap<String, Option<(Vec<String>, u32, u32)>> = FxHashMap::default();
         let mut siblings = Vec::new();
-        let by_pointer: FxHashSet<(&str, &str)> = through_pointer
-            .iter()
-            .map(|&(a, b)| {
-                (
-                    g.graph[a].linkage_name.as_str(),
-                    g.graph[b].linkage_name.as_str(),
-                )
-            })
-            .collect();
         for d in &inline {
             if d.already_inlined
-                || by_pointer.contains(&(
+                || through_pointer.contains(&(
                     d.caller.linkage_name.as_str(),
                     d.callee.linkage_name.as_str(),
                 ))
