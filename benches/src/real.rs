@@ -862,11 +862,7 @@ fn ensure_scripts(inputs: &Path) -> Result<(), String> {
 fn ensure_inputs(inputs: &Path) -> Result<(), String> {
     std::fs::create_dir_all(inputs)
         .map_err(|e| format!("cannot create {}: {e}", inputs.display()))?;
-    let data = inputs.join("data.json");
-    if !data.exists() {
-        eprintln!("inputs: generating {}…", data.display());
-        try_write_atomic(&data, data_json().as_bytes())?;
-    }
+    generate_once(&inputs.join("data.json"), data_json)?;
     if !inputs.join("corpus").is_dir() || !inputs.join("corpus.txt").exists() {
         eprintln!(
             "inputs: generating {} and corpus.txt…",
@@ -875,20 +871,25 @@ fn ensure_inputs(inputs: &Path) -> Result<(), String> {
         write_corpus(inputs)?;
     }
     ensure_scripts(inputs)?;
-    let records = inputs.join("minijinja").join("records.json");
-    if !records.exists() {
-        eprintln!("inputs: generating {}…", records.display());
-        try_write_atomic(&records, minijinja_records().as_bytes())?;
-    }
+    generate_once(
+        &inputs.join("minijinja").join("records.json"),
+        minijinja_records,
+    )?;
     for (name, mix) in [
         ("train.md", &MARKDOWN_TRAIN),
         ("measure.md", &MARKDOWN_MEASURE),
     ] {
-        let file = inputs.join(name);
-        if !file.exists() {
-            eprintln!("inputs: generating {}…", file.display());
-            try_write_atomic(&file, markdown(mix, MARKDOWN_BYTES).as_bytes())?;
-        }
+        generate_once(&inputs.join(name), || markdown(mix, MARKDOWN_BYTES))?;
+    }
+    Ok(())
+}
+
+/// Writes `file` with what `make` generates, unless it exists (generated inputs are
+/// deterministic: once is enough).
+fn generate_once(file: &Path, make: impl FnOnce() -> String) -> Result<(), String> {
+    if !file.exists() {
+        eprintln!("inputs: generating {}…", file.display());
+        try_write_atomic(file, make().as_bytes())?;
     }
     Ok(())
 }
