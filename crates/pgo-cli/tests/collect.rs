@@ -824,9 +824,48 @@ fn stacks_deeper_than_the_stack_copy_are_warned_about() {
     };
     let err = collect("128");
     assert!(err.contains("deeper than the stack copy"), "{err}");
+    assert!(
+        err.contains("give a larger --stack-bytes (this run copied 128, at most 65528)"),
+        "{err}"
+    );
     // The default copy holds this program's stacks.
     let err = collect("65528");
     assert!(!err.contains("deeper than the stack copy"), "{err}");
+}
+
+#[test]
+fn stacks_deeper_than_the_largest_copy_get_frame_pointers_as_the_advice() {
+    // A recursive parser's stacks can outgrow any copy the kernel allows: then a larger
+    // --stack-bytes is no advice, frame pointers are.
+    let _turn = cpu_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("workloads-nofp");
+    let status = Command::new("cc")
+        .args(["-O1", "-fomit-frame-pointer", "-g", "-pthread", "-o"])
+        .arg(&binary)
+        .arg(root().join("fixtures/collect-c/workloads.c"))
+        .status()
+        .expect("cc runs");
+    assert!(status.success());
+    let out = dir.path().join("deep.pb.gz");
+    let o = pgo(&[
+        &"collect",
+        &"--unwind",
+        &"dwarf",
+        &"-o",
+        &out,
+        &"--",
+        &binary,
+        &"deep",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("deeper than the stack copy")
+            && err.contains("the copy is at its largest (65528 bytes): build with frame pointers"),
+        "{err}"
+    );
+    assert!(!err.contains("give a larger --stack-bytes"), "{err}");
 }
 
 #[test]

@@ -223,6 +223,7 @@ pub fn collect(
         frequency: options.frequency,
         wall_start,
         unwind_note: format!("unwinding: {} ({unwind_reason})", unwind.name()),
+        stack_bytes: options.user_stack_bytes,
     };
     let processing_started = Instant::now();
     let (profile, mut warnings) = collector.finish(&summary, &meta);

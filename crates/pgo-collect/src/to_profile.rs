@@ -39,6 +39,8 @@ pub(crate) struct Meta {
     pub frequency: u32,
     pub wall_start: std::time::SystemTime,
     pub unwind_note: String,
+    /// Bytes of user stack each sample copied (DWARF mode).
+    pub stack_bytes: u32,
 }
 
 pub(crate) struct Collector {
@@ -298,10 +300,23 @@ impl Collector {
             && d.unwound >= 100
             && d.cut_short * 10 > d.unwound
         {
+            // A larger copy is advice only while there is a larger one to give.
+            let larger = if meta.stack_bytes < crate::MAX_STACK_BYTES {
+                format!(
+                    "give a larger --stack-bytes (this run copied {}, at most {}), or ",
+                    meta.stack_bytes,
+                    crate::MAX_STACK_BYTES
+                )
+            } else {
+                format!(
+                    "the copy is at its largest ({} bytes): ",
+                    crate::MAX_STACK_BYTES
+                )
+            };
             warnings.push(format!(
                 "{:.0}% of the stacks were deeper than the stack copy, so their callers are \
-                 missing: give a larger --stack-bytes (at most 65528), or build with frame \
-                 pointers (-Cforce-frame-pointers=yes, -fno-omit-frame-pointer) and use --unwind fp",
+                 missing: {larger}build with frame pointers (-Cforce-frame-pointers=yes, \
+                 -fno-omit-frame-pointer) and use --unwind fp",
                 d.cut_short as f64 * 100.0 / d.unwound as f64
             ));
         }
