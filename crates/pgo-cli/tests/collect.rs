@@ -66,9 +66,16 @@ fn go_fixture(go: &Path, dir: &Path) -> PathBuf {
 
 /// Builds `fixtures/collect-c/workloads.c` into `dir`.
 fn c_fixture(dir: &Path) -> PathBuf {
-    let out = dir.join("workloads");
+    c_fixture_with(dir, "workloads", &["-fno-omit-frame-pointer", "-g"])
+}
+
+/// Builds `fixtures/collect-c/workloads.c` into `dir/name` with `-O1 -pthread` and `flags`.
+fn c_fixture_with(dir: &Path, name: &str, flags: &[&str]) -> PathBuf {
+    let out = dir.join(name);
     let status = Command::new("cc")
-        .args(["-O1", "-fno-omit-frame-pointer", "-g", "-pthread", "-o"])
+        .args(["-O1", "-pthread"])
+        .args(flags)
+        .arg("-o")
         .arg(&out)
         .arg(root().join("fixtures/collect-c/workloads.c"))
         .status()
@@ -534,14 +541,11 @@ fn a_program_built_without_debug_info_is_named_at_collection() {
     // functions only. The user hears it when collecting, not after training and two builds.
     let _turn = cpu_turn();
     let dir = tempfile::tempdir().unwrap();
-    let bare = dir.path().join("workloads-nodebug");
-    let status = Command::new("cc")
-        .args(["-O1", "-fno-omit-frame-pointer", "-pthread", "-o"])
-        .arg(&bare)
-        .arg(root().join("fixtures/collect-c/workloads.c"))
-        .status()
-        .expect("cc runs");
-    assert!(status.success());
+    let bare = c_fixture_with(
+        dir.path(),
+        "workloads-nodebug",
+        &["-fno-omit-frame-pointer"],
+    );
     let out = dir.path().join("p.pb.gz");
     let o = pgo(&[&"collect", &"-o", &out, &"--", &bare, &"exit", &"0"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -839,14 +843,11 @@ fn stacks_deeper_than_the_largest_copy_get_frame_pointers_as_the_advice() {
     // --stack-bytes is no advice, frame pointers are.
     let _turn = cpu_turn();
     let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("workloads-nofp");
-    let status = Command::new("cc")
-        .args(["-O1", "-fomit-frame-pointer", "-g", "-pthread", "-o"])
-        .arg(&binary)
-        .arg(root().join("fixtures/collect-c/workloads.c"))
-        .status()
-        .expect("cc runs");
-    assert!(status.success());
+    let binary = c_fixture_with(
+        dir.path(),
+        "workloads-nofp",
+        &["-fomit-frame-pointer", "-g"],
+    );
     let out = dir.path().join("deep.pb.gz");
     let o = pgo(&[
         &"collect",
