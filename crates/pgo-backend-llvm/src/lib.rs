@@ -415,6 +415,9 @@ const NO_PGSO: &str = "-pgso=false";
 /// (`#[cold]`, `__attribute__((cold))`) keep LLVM's cold threshold (`-inlinecold-threshold`).
 const UNSAMPLED_CALLS_NOT_COLD: &str = "-inline-cold-callsite-threshold=225";
 
+/// The LLVM options every build with a sample profile gets, rustc's and clang's alike.
+const SAMPLE_PROFILE_LLVM_ARGS: [&str; 2] = [NO_PGSO, UNSAMPLED_CALLS_NOT_COLD];
+
 /// The debug info every Cargo build of ours needs, with or without a profile: the sample
 /// loader matches by debug locations, and the symbolizer needs linkage names of inlined
 /// functions (`line-tables-only` has none).
@@ -531,8 +534,7 @@ impl Backend for Rustc {
         let mut flags: Vec<String> = Vec::new();
         if let Some(p) = &files.sample_profile {
             flags.push(format!("-Zprofile-sample-use={p}"));
-            flags.push(format!("-Cllvm-args={NO_PGSO}"));
-            flags.push(format!("-Cllvm-args={UNSAMPLED_CALLS_NOT_COLD}"));
+            flags.extend(SAMPLE_PROFILE_LLVM_ARGS.map(|a| format!("-Cllvm-args={a}")));
             if self.parts.profi {
                 flags.push(format!("-Cllvm-args={PROFI}"));
             }
@@ -634,8 +636,7 @@ impl Backend for Clang {
             last.push("-fdebug-info-for-profiling".into());
             // The joined `-mllvm=` spelling: the override's edits are single words, and a
             // repeated `-mllvm` word would be merged away as a duplicate flag.
-            last.push(format!("-mllvm={NO_PGSO}"));
-            last.push(format!("-mllvm={UNSAMPLED_CALLS_NOT_COLD}"));
+            last.extend(SAMPLE_PROFILE_LLVM_ARGS.map(|a| format!("-mllvm={a}")));
             if self.parts.profi {
                 last.push(format!("-mllvm={PROFI}"));
             }
