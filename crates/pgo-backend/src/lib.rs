@@ -35,7 +35,7 @@ pub struct Request<'a> {
     /// The decisions file, when there is one on disk.
     pub decisions_path: Option<&'a Path>,
     pub target: &'a Target,
-    /// Where the backend writes its artifacts (`target/pgo/<backend>/`); it exists.
+    /// Where the backend writes its artifacts (`<target dir>/pgo/<backend>/`); it exists.
     pub out_dir: &'a Path,
 }
 

@@ -40,9 +40,11 @@ pub struct ApplyArgs {
     /// the profiled binary's name, when it linked several); else the `-o FILE` of the command.
     #[arg(long, value_name = "BIN")]
     output_binary: Option<PathBuf>,
-    /// Where the backend's files go.
-    #[arg(long, value_name = "DIR", default_value = "target/pgo")]
-    out_dir: PathBuf,
+    /// Where the backend's files go (in a subdirectory named after the backend). Default:
+    /// `pgo` in Cargo's target directory for a cargo build (`CARGO_TARGET_DIR`,
+    /// `build.target-dir` or `--target-dir`, as Cargo resolves them), else `target/pgo`.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
     /// Fail when less than this percentage of the profile's (checkable) weight is in
     /// functions that still exist in the sources at the same start line.
     #[arg(long, value_name = "PCT")]
@@ -220,7 +222,8 @@ struct ProgramLookup {
     /// The profiled program's file name.
     profiled: Option<OsString>,
     cargo: pgo_apply::cargo_profile::CargoBuild,
-    /// Cargo's target directory as `cargo metadata` resolves it (none when a file is named).
+    /// Cargo's target directory as `cargo metadata` resolves it (none when a build other than
+    /// cargo names its output file).
     target_dir: Option<PathBuf>,
     workdir: PathBuf,
 }
@@ -242,8 +245,9 @@ impl ProgramLookup {
             (None, None) => None,
         };
         let cargo = pgo_apply::cargo_profile::cargo_build(&a.command);
-        let target_dir = named
-            .is_none()
+        // Cargo's target directory, where the program is looked for (unless named) and the
+        // backend's files go.
+        let target_dir = (named.is_none() || cargo.from_command)
             .then(|| built_program::cargo_target_dir(&cargo, workdir))
             .flatten();
         ProgramLookup {
@@ -252,6 +256,17 @@ impl ProgramLookup {
             cargo,
             target_dir,
             workdir: workdir.to_path_buf(),
+        }
+    }
+
+    /// Where the backend's files go: `--out-dir`; else beside the build's own output, so
+    /// that two builds of one checkout with their own target directories keep their own
+    /// files: `pgo/` in Cargo's target directory, or `target/pgo` in the workdir.
+    fn out_dir(&self, given: Option<&Path>) -> PathBuf {
+        match (given, &self.target_dir) {
+            (Some(dir), _) => self.workdir.join(dir),
+            (None, Some(target)) => target.join("pgo"),
+            (None, None) => self.workdir.join("target/pgo"),
         }
     }
 
@@ -478,9 +493,9 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
         }
     };
 
-    let out_dir = workdir.join(&a.out_dir).join(backend.name());
-    std::fs::create_dir_all(&out_dir).map_err(|e| Error::new(&out_dir, e.to_string()))?;
     let lookup = ProgramLookup::new(&a, &profile, &workdir);
+    let out_dir = lookup.out_dir(a.out_dir.as_deref()).join(backend.name());
+    std::fs::create_dir_all(&out_dir).map_err(|e| Error::new(&out_dir, e.to_string()))?;
     let output_binary = lookup.expected();
     let target = Target {
         language: guess_language(&backend_name, &a.command),

@@ -212,6 +212,9 @@ fn dry_run_prints_the_environment_and_builds_nothing() {
     let (_, profile) = fixture();
     let dir = tempfile::tempdir().unwrap();
     let work = checkout(dir.path());
+    // The build's own target directory is elsewhere: the backend's files go beside it, so
+    // that builds of one checkout with their own target directories keep their own files.
+    let target = dir.path().join("elsewhere");
     let out = apply(
         &work,
         &[
@@ -223,7 +226,7 @@ fn dry_run_prints_the_environment_and_builds_nothing() {
             &"build",
             &"--release",
         ],
-        &[],
+        &[("CARGO_TARGET_DIR", &target)],
     );
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
@@ -232,8 +235,12 @@ fn dry_run_prints_the_environment_and_builds_nothing() {
         "{err}"
     );
     assert!(err.contains("RUSTC_BOOTSTRAP=1"), "{err}");
-    assert!(!work.join("target/release").exists(), "--dry-run built");
-    assert!(work.join("target/pgo/rustc/sample-profile.txt").exists());
+    assert!(!target.join("release").exists(), "--dry-run built");
+    assert!(
+        target.join("pgo/rustc/sample-profile.txt").exists(),
+        "{err}"
+    );
+    assert!(!work.join("target").exists(), "{err}");
 }
 
 #[test]
