@@ -263,11 +263,17 @@ impl ProgramLookup {
     /// that two builds of one checkout with their own target directories keep their own
     /// files: `pgo/` in Cargo's target directory, or `target/pgo` in the workdir.
     fn out_dir(&self, given: Option<&Path>) -> PathBuf {
-        match (given, &self.target_dir) {
-            (Some(dir), _) => self.workdir.join(dir),
-            (None, Some(target)) => target.join("pgo"),
-            (None, None) => self.workdir.join("target/pgo"),
+        match given {
+            Some(dir) => self.workdir.join(dir),
+            None => self.target().join("pgo"),
         }
+    }
+
+    /// Cargo's target directory, else `target` in the workdir (Cargo's default).
+    fn target(&self) -> PathBuf {
+        self.target_dir
+            .clone()
+            .unwrap_or_else(|| self.workdir.join("target"))
     }
 
     /// Where the build will put the program, before it runs: the named file; for cargo, the
@@ -291,12 +297,8 @@ impl ProgramLookup {
             [one] => OsString::from(one),
             _ => self.profiled.clone()?,
         };
-        let target = self
-            .target_dir
-            .clone()
-            .unwrap_or_else(|| self.workdir.join("target"));
         Some(
-            target
+            self.target()
                 .join(built_program::profile_dir(&self.cargo.profile))
                 .join(name),
         )
