@@ -5,7 +5,8 @@
 //! place sampled instruction addresses on those blocks and turn per-block sample weight into
 //! consistent block/edge execution counts ([`Cfg::infer_counts`]), and to tell a direct call
 //! site from an indirect one given only a return address from a stack sample
-//! ([`Binary::call_at_return_address`]).
+//! ([`Binary::call_at_return_address`]), and to find the functions a tail call left off a
+//! sampled stack ([`Binary::tail_call_chain`]).
 //!
 //! **What it is not for.** It does not read profiles, build call graphs, or make optimization
 //! decisions; symbolization to source files and lines (DWARF, inline frames) belongs to
@@ -360,6 +361,80 @@ impl Binary {
         map.get(&ret).copied()
     }
 
+    /// The one chain of direct tail calls (`jmp` to another function's first byte) by which
+    /// the function starting at `from` reaches the function starting at `to`, at most
+    /// `max_hops` jumps long, in the order they run: the frames a sampled stack lacks when
+    /// its call instruction calls `from` but the frame below it is in `to` (a tail call
+    /// leaves no return address). `None` when there is no such chain, or more than one, or a
+    /// function on it jumps to the next from more than one place: which frames (or which line
+    /// of a frame) ran cannot then be told. A jump to a part split off the jumping function
+    /// (`foo` to `foo.cold`) is not a call.
+    pub fn tail_call_chain(&self, from: u64, to: u64, max_hops: usize) -> Option<Vec<CallInstr>> {
+        let mut search = ChainSearch {
+            to,
+            on_path: vec![from],
+            path: Vec::new(),
+            ambiguous: 0,
+            found: Vec::new(),
+        };
+        self.tail_call_paths(&mut search, from, max_hops);
+        match <[_; 1]>::try_from(search.found) {
+            Ok([Some(chain)]) => Some(chain),
+            _ => None,
+        }
+    }
+
+    /// Depth-first search for [`Binary::tail_call_chain`]; stops at a second chain.
+    fn tail_call_paths(&self, search: &mut ChainSearch, at: u64, hops_left: usize) {
+        if hops_left == 0 {
+            return;
+        }
+        let Some(func) = self.function_at(at).filter(|f| f.start == at) else {
+            return;
+        };
+        let Ok(cfg) = self.cfg(func) else {
+            return;
+        };
+        let mut jumps: Vec<(u64, CallInstr)> = cfg
+            .blocks
+            .iter()
+            .flat_map(|b| &b.calls)
+            .filter(|c| c.tail_call)
+            .filter_map(|c| match c.kind {
+                CallKind::Direct { target } => Some((target, *c)),
+                CallKind::Indirect => None,
+            })
+            .filter(|&(target, _)| {
+                !search.on_path.contains(&target)
+                    && self.function_at(target).is_some_and(|t| {
+                        t.start == target && !is_split_part_of(&t.name, &func.name)
+                    })
+            })
+            .collect();
+        jumps.sort_by_key(|&(target, c)| (target, c.address));
+        for (i, &(target, jump)) in jumps.iter().enumerate() {
+            if i > 0 && jumps[i - 1].0 == target {
+                continue;
+            }
+            let ambiguous = jumps.get(i + 1).is_some_and(|n| n.0 == target);
+            search.path.push(jump);
+            search.ambiguous += usize::from(ambiguous);
+            if target == search.to {
+                let chain = (search.ambiguous == 0).then(|| search.path.clone());
+                search.found.push(chain);
+            } else {
+                search.on_path.push(target);
+                self.tail_call_paths(search, target, hops_left - 1);
+                search.on_path.pop();
+            }
+            search.ambiguous -= usize::from(ambiguous);
+            search.path.pop();
+            if search.found.len() > 1 {
+                return;
+            }
+        }
+    }
+
     fn call_before_unknown(&self, ret: u64) -> Option<CallInstr> {
         let mut found: Option<CallInstr> = None;
         for back in 2..=15u64 {
@@ -395,6 +470,26 @@ impl Binary {
         }
         found
     }
+}
+
+/// State of one [`Binary::tail_call_chain`] search.
+struct ChainSearch {
+    to: u64,
+    /// Starts of the functions on the current path (no function twice).
+    on_path: Vec<u64>,
+    /// The jumps of the current path.
+    path: Vec<CallInstr>,
+    /// How many hops of the current path have more than one jump to their target.
+    ambiguous: usize,
+    /// Chains found: `None` for one through an ambiguous hop.
+    found: Vec<Option<Vec<CallInstr>>>,
+}
+
+/// `part` is a piece LLVM or GCC split off `function` (`foo.cold`, `foo.cold.1`,
+/// `foo.part.0`): its code, not a callee.
+fn is_split_part_of(part: &str, function: &str) -> bool {
+    part.strip_prefix(function)
+        .is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// Synthesize `name@plt` symbols: each PLT stub is `[endbr64;] jmp *GOT(%rip)` where the GOT

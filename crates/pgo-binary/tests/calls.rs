@@ -174,3 +174,53 @@ fn rust_dyn_trait_call_is_indirect() {
         }
     }
 }
+
+const TAIL_CALLS_C: &str = r#"
+volatile int sink;
+__attribute__((noipa)) int c(int x) { sink = x; return x + 1; }
+__attribute__((noipa)) int b(int x) { sink = 2; return c(x * 3); }
+__attribute__((noipa)) int a(int x) { sink = 1; return b(x + 1); }
+__attribute__((noipa)) int f(int x) { sink = 5; return c(x - 1); }
+__attribute__((noipa)) int g(int x) { sink = 6; return c(x - 2); }
+__attribute__((noipa)) int e(int x) { if (x & 1) return f(x); return g(x); }
+int main(int argc, char **argv) { return a(argc) + e(argc); }
+"#;
+
+#[test]
+fn the_one_chain_of_tail_calls_between_two_functions() {
+    // A sample in `c` whose call instruction above calls `a` lost the frames of `a` and `b`,
+    // which each end in a jump to the next: the chain says so. From `e` there are two ways
+    // to `c` (through `f` or `g`): which one ran cannot be told.
+    let dir = tempfile::tempdir().unwrap();
+    let path = cc(dir.path(), "tail", TAIL_CALLS_C, "-O2", &[]);
+    let bin = Binary::open(&path).unwrap();
+    let start = |name: &str| bin.function_by_name(name).unwrap().start;
+    let (a, b, c) = (start("a"), start("b"), start("c"));
+    let chain = bin.tail_call_chain(a, c, 3).expect("a jumps to b, b to c");
+    let hops: Vec<(u64, u64)> = chain
+        .iter()
+        .map(|j| match j.kind {
+            CallKind::Direct { target } => (bin.function_at(j.address).unwrap().start, target),
+            CallKind::Indirect => panic!("a direct jump: {j:?}"),
+        })
+        .collect();
+    assert_eq!(hops, [(a, b), (b, c)]);
+    assert!(
+        chain
+            .iter()
+            .all(|j| j.tail_call && j.return_address > j.address)
+    );
+    assert_eq!(bin.tail_call_chain(a, b, 3).map(|c| c.len()), Some(1));
+    assert_eq!(bin.tail_call_chain(a, c, 1), None, "two hops needed");
+    assert_eq!(
+        bin.tail_call_chain(start("e"), c, 3),
+        None,
+        "through f or g"
+    );
+    assert_eq!(
+        bin.tail_call_chain(start("e"), start("f"), 3)
+            .map(|c| c.len()),
+        Some(1)
+    );
+    assert_eq!(bin.tail_call_chain(c, a, 3), None, "c jumps nowhere");
+}

@@ -480,6 +480,60 @@ fn a_libc_leaf_keeps_its_caller_with_frame_pointers() {
 }
 
 #[test]
+fn a_function_that_ends_in_a_tail_call_is_put_back_as_its_callees_caller() {
+    // Built with -O2, tail_entry ends in `jmp tail_target`: no frame of it is on the stack
+    // while tail_target runs, and the return address above tail_target is main's call of
+    // tail_entry. The collector finds the one chain of tail jumps from the called function to
+    // the sampled one in the binary and puts tail_entry back, in both unwinding modes.
+    let _turn = cpu_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = c_fixture_with(
+        dir.path(),
+        "tail",
+        &["-O2", "-g", "-fno-omit-frame-pointer"],
+    );
+    let disassembly = Command::new("objdump")
+        .args(["-d", "--no-show-raw-insn"])
+        .arg(&bin)
+        .output()
+        .expect("objdump runs");
+    let text = String::from_utf8_lossy(&disassembly.stdout);
+    let entry: String = text
+        .split("\n\n")
+        .find(|f| f.contains("<tail_entry>:"))
+        .expect("tail_entry in the binary")
+        .into();
+    assert!(
+        entry
+            .lines()
+            .any(|l| l.contains("jmp") && l.contains("<tail_target>")),
+        "the compiler did not make tail_entry's call a tail call:\n{entry}"
+    );
+    for unwind in ["fp", "dwarf"] {
+        let out = dir.path().join(format!("tail-{unwind}.pb.gz"));
+        let o = pgo(&[
+            &"collect",
+            &"--unwind",
+            &unwind,
+            &"-o",
+            &out,
+            &"--",
+            &bin,
+            &"tail",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let callers = callers_of(&load(&out), |f| f == "tail_target");
+        let total: i64 = callers.values().sum();
+        assert!(total >= 200, "too few samples in tail_target: {callers:?}");
+        let restored = callers.get("tail_entry").copied().unwrap_or(0);
+        assert!(
+            restored * 10 >= total * 9,
+            "tail_target's callers with --unwind {unwind} (tail_entry jumps to it): {callers:?}"
+        );
+    }
+}
+
+#[test]
 fn every_thread_and_forked_child_is_sampled() {
     let _turn = cpu_turn();
     let dir = tempfile::tempdir().unwrap();

@@ -327,6 +327,12 @@ impl Collector {
                 "frame pointers: restored the caller of a frameless leaf function in {leaf_fixes} samples"
             ));
         }
+        let (tail_fixes, tail_frames) = self.restore_tail_callers();
+        if tail_fixes > 0 {
+            b.add_comment(&format!(
+                "tail calls: restored {tail_frames} frames a tail call had left off, in {tail_fixes} samples"
+            ));
+        }
 
         // Pass 1: place and symbolize every distinct frame once.
         let mut symbolizer = Symbolizer::new();
@@ -531,6 +537,62 @@ impl Collector {
         fixed
     }
 
+    /// A function that ends by jumping to another (a tail call) leaves no frame: a sample
+    /// in the callee shows the caller's caller directly above it, at a call instruction that
+    /// calls another function. Where that call is direct and the binary holds exactly one chain
+    /// of direct tail jumps from the called function to the sampled one
+    /// ([`pgo_binary::Binary::tail_call_chain`]), the chain's functions are put back, each at
+    /// its jump (as if the jump were a call returning just after it), so that the profile
+    /// says who called the callee and from which line. Calls through a pointer are left
+    /// alone: which function they called is not known. Returns the samples fixed and the
+    /// frames restored.
+    fn restore_tail_callers(&mut self) -> (usize, usize) {
+        let mut code = CodeCache::default();
+        let mut chains: FxHashMap<(usize, u64, u64), Option<Vec<u64>>> = FxHashMap::default();
+        let (mut fixed, mut restored) = (0, 0);
+        for s in &mut self.samples {
+            let mut k = s.kernel + 1;
+            let mut changed = false;
+            while k < s.addresses.len() {
+                let (ret, callee) = (s.addresses[k], s.addresses[k - 1]);
+                // The user leaf's instruction itself, or a return address (in the call before
+                // it).
+                let callee = if k - 1 == s.kernel {
+                    callee
+                } else {
+                    callee - 1
+                };
+                let (Some(m), Some(cm)) = (
+                    self.spaces.find(s.pid, ret, s.time),
+                    self.spaces.find(s.pid, callee, s.time),
+                ) else {
+                    k += 1;
+                    continue;
+                };
+                let missing = chains
+                    .entry((m, ret, callee))
+                    .or_insert_with(|| {
+                        let (m, cm) = (&self.spaces.mmaps[m], &self.spaces.mmaps[cm]);
+                        (m.filename == cm.filename)
+                            .then(|| code.hidden_tail_callers(m, ret, callee))
+                            .flatten()
+                    })
+                    .clone();
+                match missing {
+                    Some(frames) => {
+                        let n = frames.len();
+                        s.addresses.splice(k..k, frames);
+                        (restored, changed) = (restored + n, true);
+                        k += n + 1;
+                    }
+                    None => k += 1,
+                }
+            }
+            fixed += usize::from(changed);
+        }
+        (fixed, restored)
+    }
+
     /// The name the thread had at `time` (the last COMM before it).
     fn thread_name(&self, tid: u32, time: u64) -> &str {
         self.comms
@@ -670,6 +732,44 @@ impl CodeCache {
         let function = file.binary.function_at(svma)?;
         let code = file.binary.function_code(function).ok()?;
         crate::frame_pointers::frameless_return_slot(code, function.start, svma)
+    }
+
+    /// The frames missing between the call returning to `ret` and the code at `callee`
+    /// (both runtime addresses in `m`'s file): the functions of the one chain of tail jumps
+    /// from the called function to `callee`'s, innermost first, each as the runtime address
+    /// just after its jump. `None` when nothing is missing or it cannot be told what is.
+    fn hidden_tail_callers(
+        &mut self,
+        m: &pgo_record::MmapEvent,
+        ret: u64,
+        callee: u64,
+    ) -> Option<Vec<u64>> {
+        /// Longer chains of tail calls are rare, and the longer the chain the likelier a
+        /// second one.
+        const MAX_HOPS: usize = 3;
+        let file = self.file(&m.filename)?;
+        let ret_svma = file.info.svma_for_runtime_address(ret, m.start, m.pgoff)?;
+        let callee_svma = file
+            .info
+            .svma_for_runtime_address(callee, m.start, m.pgoff)?;
+        let pgo_binary::CallKind::Direct { target } =
+            file.binary.call_at_return_address(ret_svma)?.kind
+        else {
+            return None;
+        };
+        let sampled = file.binary.function_at(callee_svma)?.start;
+        if sampled == target {
+            return None;
+        }
+        let chain = file.binary.tail_call_chain(target, sampled, MAX_HOPS)?;
+        let bias = ret.wrapping_sub(ret_svma);
+        Some(
+            chain
+                .iter()
+                .rev()
+                .map(|jump| jump.return_address.wrapping_add(bias))
+                .collect(),
+        )
     }
 
     /// Whether `address` is just after a call instruction: a real return address.
