@@ -18,13 +18,21 @@ use crate::cargo_profile::CargoBuild;
 
 /// Cargo's target directory for `build` run in `workdir`: its `--target-dir`, else what
 /// `cargo metadata` resolves (CARGO_TARGET_DIR, `build.target-dir` of the config files, the
-/// workspace root's `target`).
-pub fn cargo_target_dir(build: &CargoBuild, workdir: &Path) -> Option<PathBuf> {
+/// workspace root's `target`): from `metadata` when the caller already has it, else from a
+/// `cargo metadata --no-deps` run here.
+pub fn cargo_target_dir(
+    build: &CargoBuild,
+    workdir: &Path,
+    metadata: Option<&serde_json::Value>,
+) -> Option<PathBuf> {
     if let Some(dir) = &build.target_dir {
         return Some(workdir.join(dir));
     }
-    let meta = build.metadata(workdir, true)?;
-    meta["target_directory"].as_str().map(PathBuf::from)
+    let target = |meta: &serde_json::Value| meta["target_directory"].as_str().map(PathBuf::from);
+    match metadata.and_then(target) {
+        Some(dir) => Some(dir),
+        None => target(&build.metadata(workdir, true)?),
+    }
 }
 
 /// The directory Cargo puts a profile's programs in: `dev` and `test` build into `debug`,

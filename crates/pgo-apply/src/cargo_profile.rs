@@ -45,21 +45,18 @@ impl CargoBuild {
         let out = cmd.output().ok().filter(|o| o.status.success())?;
         serde_json::from_slice(&out.stdout).ok()
     }
+}
 
-    /// The directories of every package the build compiles, its dependencies' included
-    /// (`cargo metadata`'s packages); empty when cargo cannot say.
-    pub fn package_dirs(&self, workdir: &Path) -> Vec<PathBuf> {
-        let Some(metadata) = self.metadata(workdir, false) else {
-            return Vec::new();
-        };
-        metadata["packages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["manifest_path"].as_str())
-            .filter_map(|m| Path::new(m).parent().map(Path::to_path_buf))
-            .collect()
-    }
+/// The directories of every package a build compiles, its dependencies' included, from its
+/// `cargo metadata` (with the dependency graph: [`CargoBuild::metadata`]).
+pub fn package_dirs(metadata: &serde_json::Value) -> Vec<PathBuf> {
+    metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["manifest_path"].as_str())
+        .filter_map(|m| Path::new(m).parent().map(Path::to_path_buf))
+        .collect()
 }
 
 /// The Cargo build of `command` (`cargo build --release`, `cargo +stable bench`, `cargo install

@@ -106,17 +106,27 @@ fn guess_language(backend: &str, command: &[String]) -> Language {
     }
 }
 
-/// The source directories of the build's dependencies, for the staleness check: `cargo
-/// metadata`'s packages for a cargo build, `go list -m all`'s module directories for a go
-/// build; none for other builds, or when the tool cannot say (the check then leaves
-/// dependencies out, as before).
-fn dependency_dirs(command: &[String], workdir: &Path) -> Vec<PathBuf> {
-    let program = command
+/// The program a build command runs (`cargo`, `go`, `make`, ...), by its file name.
+fn build_program(command: &[String]) -> Option<&str> {
+    command
         .first()
         .and_then(|c| Path::new(c).file_name())
-        .and_then(|n| n.to_str());
-    match program {
-        Some("cargo") => pgo_apply::cargo_profile::cargo_build(command).package_dirs(workdir),
+        .and_then(|n| n.to_str())
+}
+
+/// The source directories of the build's dependencies, for the staleness check: the packages
+/// of a cargo build's `cargo_metadata`, `go list -m all`'s module directories for a go build;
+/// none for other builds, or when the tool cannot say (the check then leaves dependencies out,
+/// as before).
+fn dependency_dirs(
+    command: &[String],
+    workdir: &Path,
+    cargo_metadata: Option<&serde_json::Value>,
+) -> Vec<PathBuf> {
+    match build_program(command) {
+        Some("cargo") => cargo_metadata
+            .map(pgo_apply::cargo_profile::package_dirs)
+            .unwrap_or_default(),
         Some("go") => {
             let output = Command::new(&command[0])
                 .args(["list", "-m", "-f", "{{.Dir}}", "all"])
@@ -215,7 +225,7 @@ fn profiled_binary(profile: &pgo_profile::Profile) -> Option<PathBuf> {
 }
 
 /// Where to look for the program a build makes, worked out once per `pgo apply` (for cargo,
-/// `cargo metadata` runs once).
+/// from the `cargo metadata` the staleness check ran).
 struct ProgramLookup {
     /// `--output-binary` or the command's `-o FILE`, with the words that name it in errors.
     named: Option<(PathBuf, &'static str)>,
@@ -233,7 +243,12 @@ struct ProgramLookup {
 const BUILD_TREE_DEPTH: usize = 4;
 
 impl ProgramLookup {
-    fn new(a: &ApplyArgs, profile: &pgo_profile::Profile, workdir: &Path) -> ProgramLookup {
+    fn new(
+        a: &ApplyArgs,
+        profile: &pgo_profile::Profile,
+        workdir: &Path,
+        cargo_metadata: Option<&serde_json::Value>,
+    ) -> ProgramLookup {
         let dash_o = a
             .command
             .iter()
@@ -248,7 +263,7 @@ impl ProgramLookup {
         // Cargo's target directory, where the program is looked for (unless named) and the
         // backend's files go.
         let target_dir = (named.is_none() || cargo.from_command)
-            .then(|| built_program::cargo_target_dir(&cargo, workdir))
+            .then(|| built_program::cargo_target_dir(&cargo, workdir, cargo_metadata))
             .flatten();
         ProgramLookup {
             named,
@@ -425,7 +440,11 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
 
     // Staleness: does the profile still describe these sources?
     // The project's own packages (workspace members) are its sources, not dependencies.
-    let dependencies: Vec<PathBuf> = dependency_dirs(&a.command, &workdir)
+    // One `cargo metadata` serves the dependencies' directories and Cargo's target directory.
+    let cargo_metadata = (build_program(&a.command) == Some("cargo"))
+        .then(|| pgo_apply::cargo_profile::cargo_build(&a.command).metadata(&workdir, false))
+        .flatten();
+    let dependencies: Vec<PathBuf> = dependency_dirs(&a.command, &workdir, cargo_metadata.as_ref())
         .into_iter()
         .filter(|d| !workdir.starts_with(d) && !d.starts_with(&workdir))
         .collect();
@@ -495,7 +514,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
         }
     };
 
-    let lookup = ProgramLookup::new(&a, &profile, &workdir);
+    let lookup = ProgramLookup::new(&a, &profile, &workdir, cargo_metadata.as_ref());
     let out_dir = lookup.out_dir(a.out_dir.as_deref()).join(backend.name());
     std::fs::create_dir_all(&out_dir).map_err(|e| Error::new(&out_dir, e.to_string()))?;
     let output_binary = lookup.expected();
