@@ -428,6 +428,18 @@ fn callers_of(p: &Profile, callee: impl Fn(&str) -> bool) -> BTreeMap<String, i6
     callers
 }
 
+/// Asserts that `callers` (from [`callers_of`]) hold at least 200 samples of the callee
+/// `what` and that at least 90% of them have `caller` as the caller.
+fn assert_called_from(callers: &BTreeMap<String, i64>, caller: &str, what: &str) {
+    let total: i64 = callers.values().sum();
+    assert!(total >= 200, "too few samples in {what}: {callers:?}");
+    let from = callers.get(caller).copied().unwrap_or(0);
+    assert!(
+        from * 10 >= total * 9,
+        "{what}'s callers ({caller} calls it): {callers:?}"
+    );
+}
+
 /// `text` as a Go regexp matching exactly it.
 fn regex_quote(text: &str) -> String {
     text.chars()
@@ -470,13 +482,7 @@ fn a_libc_leaf_keeps_its_caller_with_frame_pointers() {
     let callers = callers_of(&load(&out), |f| {
         f.contains("memcpy") || f.contains("memmove")
     });
-    let total: i64 = callers.values().sum();
-    assert!(total >= 200, "too few samples in memcpy: {callers:?}");
-    let direct = callers.get("copy_block").copied().unwrap_or(0);
-    assert!(
-        direct * 10 >= total * 9,
-        "memcpy's callers (copy_block calls it): {callers:?}"
-    );
+    assert_called_from(&callers, "copy_block", "memcpy");
 }
 
 #[test]
@@ -523,12 +529,10 @@ fn a_function_that_ends_in_a_tail_call_is_put_back_as_its_callees_caller() {
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
         let callers = callers_of(&load(&out), |f| f == "tail_target");
-        let total: i64 = callers.values().sum();
-        assert!(total >= 200, "too few samples in tail_target: {callers:?}");
-        let restored = callers.get("tail_entry").copied().unwrap_or(0);
-        assert!(
-            restored * 10 >= total * 9,
-            "tail_target's callers with --unwind {unwind} (tail_entry jumps to it): {callers:?}"
+        assert_called_from(
+            &callers,
+            "tail_entry",
+            &format!("tail_target (--unwind {unwind})"),
         );
     }
 }
