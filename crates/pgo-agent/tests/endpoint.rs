@@ -334,11 +334,14 @@ fn serves_a_cpu_profile_of_this_process() {
             exe
         );
         assert!(mapping.has_functions && mapping.has_line_numbers);
+        // Line 0 is DWARF's own "no source line" (a debug build gives the `while` loop's head
+        // such a row, column 21): a sample there is right to say so.
         let line = &location.line[0];
         assert!(
-            (BURN_CPU_LINE..BURN_CPU_LINE + 10).contains(&line.line),
-            "burn_cpu line {}",
-            line.line
+            line.line == 0 || (BURN_CPU_LINE..BURN_CPU_LINE + 10).contains(&line.line),
+            "burn_cpu line {} at {:#x}",
+            line.line,
+            location.address
         );
     }
 
