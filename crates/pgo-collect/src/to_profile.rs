@@ -321,13 +321,15 @@ impl Collector {
             ));
         }
 
-        let leaf_fixes = self.restore_frameless_callers();
+        // Both repairs read the mapped files' code: one cache parses each file once.
+        let mut code = CodeCache::default();
+        let leaf_fixes = self.restore_frameless_callers(&mut code);
         if leaf_fixes > 0 {
             b.add_comment(&format!(
                 "frame pointers: restored the caller of a frameless leaf function in {leaf_fixes} samples"
             ));
         }
-        let (tail_fixes, tail_frames) = self.restore_tail_callers();
+        let (tail_fixes, tail_frames) = self.restore_tail_callers(&mut code);
         if tail_fixes > 0 {
             b.add_comment(&format!(
                 "tail calls: restored {tail_frames} frames a tail call had left off, in {tail_fixes} samples"
@@ -500,8 +502,7 @@ impl Collector {
     /// frame and so skips the caller. Where the leaf's code shows the return address's stack slot
     /// and the word there returns just after a call instruction, insert it. Returns how many
     /// samples were fixed.
-    fn restore_frameless_callers(&mut self) -> usize {
-        let mut code = CodeCache::default();
+    fn restore_frameless_callers(&mut self, code: &mut CodeCache) -> usize {
         let mut slots: FxHashMap<(usize, u64), Option<usize>> = FxHashMap::default();
         let mut fixed = 0;
         for s in &mut self.samples {
@@ -546,8 +547,7 @@ impl Collector {
     /// says who called the callee and from which line. Calls through a pointer are left
     /// alone: which function they called is not known. Returns the samples fixed and the
     /// frames restored.
-    fn restore_tail_callers(&mut self) -> (usize, usize) {
-        let mut code = CodeCache::default();
+    fn restore_tail_callers(&mut self, code: &mut CodeCache) -> (usize, usize) {
         let mut chains: FxHashMap<(usize, u64, u64), Option<Vec<u64>>> = FxHashMap::default();
         let (mut fixed, mut restored) = (0, 0);
         for s in &mut self.samples {
