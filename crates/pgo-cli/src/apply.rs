@@ -94,15 +94,11 @@ fn guess_language(backend: &str, command: &[String]) -> Language {
         "go" => return Language::Go,
         _ => {}
     }
-    let program = command
-        .first()
-        .map(|c| c.rsplit('/').next().unwrap_or(c))
-        .unwrap_or("");
-    match program {
-        "cargo" | "rustc" => Language::Rust,
-        "go" => Language::Go,
-        "" => Language::Unknown,
-        _ => Language::C,
+    match build_program(command) {
+        Some("cargo" | "rustc") => Language::Rust,
+        Some("go") => Language::Go,
+        None => Language::Unknown,
+        Some(_) => Language::C,
     }
 }
 
