@@ -415,8 +415,21 @@ const NO_PGSO: &str = "-pgso=false";
 /// (`#[cold]`, `__attribute__((cold))`) keep LLVM's cold threshold (`-inlinecold-threshold`).
 const UNSAMPLED_CALLS_NOT_COLD: &str = "-inline-cold-callsite-threshold=225";
 
+/// Turns off LLVM's LoopSink, a pass that runs only with a profile: it moves loop-invariant
+/// code from a loop's preheader into the blocks of the loop that use it when the profile says
+/// those blocks run less often than the preheader. That is a bet on one ratio a sampled
+/// profile knows least well: a preheader runs once per entry to the loop, is rarely sampled,
+/// and gets its count from inference, and the training input's loops may be shorter than the
+/// real ones. Lost, the bet costs every iteration (the moved code and the registers its
+/// operands now hold across the loop); won, it saves once per entry. graph (trained on a road
+/// network, measured on a graph with hubs): LoopSink moved code into the breadth-first search's
+/// neighbour loop, whose counter then went to the stack (2 × 25 M extra instructions); with
+/// this, 3.195 → 3.154 G. c-sort (clang) 6.011 → 5.969 G, interp 9.367 → 9.359 G; parser,
+/// compress and jrsonnet unchanged (same profiles; BENCHMARKS.md round 15).
+const NO_LOOP_SINK: &str = "-max-uses-for-sinking=0";
+
 /// The LLVM options every build with a sample profile gets, rustc's and clang's alike.
-const SAMPLE_PROFILE_LLVM_ARGS: [&str; 2] = [NO_PGSO, UNSAMPLED_CALLS_NOT_COLD];
+const SAMPLE_PROFILE_LLVM_ARGS: [&str; 3] = [NO_PGSO, UNSAMPLED_CALLS_NOT_COLD, NO_LOOP_SINK];
 
 /// The debug info every Cargo build of ours needs, with or without a profile: the sample
 /// loader matches by debug locations, and the symbolizer needs linkage names of inlined
