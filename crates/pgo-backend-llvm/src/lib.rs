@@ -420,12 +420,13 @@ const UNSAMPLED_CALLS_NOT_COLD: &str = "-inline-cold-callsite-threshold=225";
 /// those blocks run less often than the preheader. That is a bet on one ratio a sampled
 /// profile knows least well: a preheader runs once per entry to the loop, is rarely sampled,
 /// and gets its count from inference, and the training input's loops may be shorter than the
-/// real ones. Lost, the bet costs every iteration (the moved code and the registers its
+/// real ones. Lost, the bet costs every iteration (the moved code, and the registers its
 /// operands now hold across the loop); won, it saves once per entry. graph (trained on a road
-/// network, measured on a graph with hubs): LoopSink moved code into the breadth-first search's
-/// neighbour loop, whose counter then went to the stack (2 × 25 M extra instructions); with
-/// this, 3.195 → 3.154 G. c-sort (clang) 6.011 → 5.969 G, interp 9.367 → 9.359 G; parser,
-/// compress and jrsonnet unchanged (same profiles; BENCHMARKS.md round 15).
+/// network, measured on a graph with hubs), on one of two profiles: LoopSink moved code into
+/// the breadth-first search's neighbour loop, whose counter then went to the stack (2 × 25 M
+/// extra instructions); with this, 3.195 → 3.154 G. Elsewhere it is within a profile's noise
+/// (same-profile A/Bs from −0.7% to +0.5% on c-sort, interp, parser, compress, jrsonnet and
+/// resvg) except pulldown-cmark's short per-line loops, +0.4%: BENCHMARKS.md round 15.
 const NO_LOOP_SINK: &str = "-max-uses-for-sinking=0";
 
 /// The LLVM options every build with a sample profile gets, rustc's and clang's alike.
