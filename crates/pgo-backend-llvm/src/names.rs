@@ -45,29 +45,6 @@ fn file_key(path: &str) -> String {
     }
 }
 
-/// The short name DWARF gives a function (`DW_AT_name`), from its demangled path: the last
-/// `::` segment outside angle brackets, without generic arguments.
-fn short_name(demangled: &str) -> &str {
-    let mut depth = 0i32;
-    let mut start = 0;
-    let bytes = demangled.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'<' => depth += 1,
-            b'>' => depth -= 1,
-            b':' if depth == 0 && bytes.get(i + 1) == Some(&b':') => {
-                start = i + 2;
-                i += 1;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    let last = &demangled[start..];
-    last.split('<').next().unwrap_or(last)
-}
-
 /// A mangled name demangled without hashes or crate disambiguators.
 fn plain(name: &str) -> String {
     format!("{:#}", rustc_demangle::demangle(name))
@@ -111,7 +88,11 @@ impl NameMap {
             }
             let demangled = view.str(f.name);
             let line = u32::try_from(f.start_line).unwrap_or(0);
-            let key = (short_name(demangled), file_key(view.str(f.filename)), line);
+            let key = (
+                pgo_profile::short_function_name(demangled),
+                file_key(view.str(f.filename)),
+                line,
+            );
             let found: Vec<&str> = match by_key.get(&key).map(Vec::as_slice) {
                 Some([one]) => vec![*one],
                 Some(several) => {
@@ -186,24 +167,6 @@ pub fn names_in<'a>(map: Option<&'a NameMap>, name: &'a str) -> Vec<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn short_names_are_dwarf_names() {
-        assert_eq!(
-            short_name("<suite_interp::Block as suite_interp::Node>::eval"),
-            "eval"
-        );
-        assert_eq!(
-            short_name("alloc::vec::Vec<T,A>::extend_with"),
-            "extend_with"
-        );
-        assert_eq!(short_name("app::main::{closure#0}"), "{closure#0}");
-        assert_eq!(
-            short_name("core::ptr::drop_in_place<app::Value>"),
-            "drop_in_place"
-        );
-        assert_eq!(short_name("main"), "main");
-    }
 
     #[test]
     fn file_keys_survive_a_moved_checkout() {

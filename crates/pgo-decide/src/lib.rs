@@ -111,20 +111,6 @@ fn is_named(g: &CallGraph, n: NodeIndex) -> bool {
     !f.name.is_empty() && !f.name.starts_with("0x") && !f.name.contains("+0x")
 }
 
-/// The name a call to the function is written with: the last path segment of its demangled
-/// name, without generic arguments (`<app::Obj>::get_idx::<T>` → `get_idx`, `luaV_finishset`).
-fn short_name(demangled: &str) -> &str {
-    let mut name = demangled;
-    // Generic arguments at the end: `f::<T>` (their `::` must not split the name).
-    if name.ends_with('>')
-        && let Some(i) = name.find("::<")
-        && !name[..i].ends_with('>')
-    {
-        name = &name[..i];
-    }
-    name.rsplit("::").next().unwrap_or(name)
-}
-
 /// Whether the source line calls `name`: `name(` or `name::<`, with an identifier boundary
 /// before it (so `get_idx` does not match `my_get_idx(`); a macro's `name!(` is no call.
 fn calls_by_name(line: &str, name: &str) -> bool {
@@ -408,7 +394,7 @@ pub fn decide(g: &CallGraph, binary: Option<&dyn BinaryFacts>, settings: &Settin
             let Some((lines, first, last)) = span else {
                 continue;
             };
-            let name = short_name(&d.callee.name);
+            let name = pgo_profile::short_function_name(&d.callee.name);
             let start = d.caller.start_line;
             for line in (*first).max(1)..=*last {
                 let Some(text) = lines.get(line as usize - 1) else {
@@ -745,10 +731,6 @@ mod tests {
 
     #[test]
     fn names_of_calls_in_source_lines() {
-        assert_eq!(short_name("<app::Obj>::get_idx"), "get_idx");
-        assert_eq!(short_name("app::parse::<alloc::vec::Vec<u8>>"), "parse");
-        assert_eq!(short_name("<app::Map<K, V>>::get::<u8>"), "get");
-        assert_eq!(short_name("luaV_finishset"), "luaV_finishset");
         assert!(calls_by_name(
             "  Protect(luaV_finishset(L, t, k, v));",
             "luaV_finishset"

@@ -12,6 +12,7 @@ mod filter;
 pub mod import;
 mod io;
 mod merge;
+mod names;
 pub mod proto;
 mod validate;
 mod view;
@@ -29,6 +30,7 @@ pub use io::{
     write_atomic, write_profile,
 };
 pub use merge::{MergeInput, copy_samples, merge};
+pub use names::short_function_name;
 pub use proto::Profile;
 pub use validate::validate;
 pub use view::{Frame, KERNEL_ADDRESS_START, ProfileView, could_be_program};
