@@ -4,9 +4,12 @@
 //!   the whole test suite. `.ci/run` runs exactly this.
 //! - `demo`: the main job on the bundled examples: inspect a Go profile, record a Rust program.
 //! - `fixtures`: regenerates the committed profiles from the fixture programs.
+//! - `cg-diff`: where two cachegrind runs differ, by function or by source line.
 //! - `bench`: the benchmarks in `benches/`, each against its anchor tool in the same run
 //!   (`bench real`, pgo apply on downloaded real programs, is not part of `all`: it downloads
 //!   sources and rebuilds each program four times).
+
+mod cgdiff;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -19,6 +22,7 @@ fn main() -> ExitCode {
         Some("fixtures") => fixtures(),
         Some("bench") => bench(&args[1..]),
         Some("refresh-profile") => refresh_profile(),
+        Some("cg-diff") => cgdiff::run(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -33,7 +37,11 @@ fn main() -> ExitCode {
                  takes [--program NAME]...; `speedup` and `real` also count instructions and\n                \
                  mispredicts under valgrind's cachegrind (installed if missing; speedup: about 13\n                \
                  more minutes, 10 with --quick); --no-counts skips it\n  \
-                 refresh-profile  re-record profiles/pgo-self.pb.gz (pgo analyzing a large profile)"
+                 refresh-profile  re-record profiles/pgo-self.pb.gz (pgo analyzing a large profile)\n  \
+                 cg-diff A B [--lines FUNCTION] [-n ROWS]\n                \
+                 where two cachegrind.out files differ, by function (names of both manglings\n                \
+                 meet), or by source line within functions matching FUNCTION; e.g. cargo xtask\n                \
+                 cg-diff target/bench-builds/graph/counts/{{plain,pgo}}.cachegrind.out"
             );
             return ExitCode::from(2);
         }
