@@ -554,18 +554,15 @@ impl Collector {
             let mut k = s.kernel + 1;
             let mut changed = false;
             while k < s.addresses.len() {
-                let (ret, callee) = (s.addresses[k], s.addresses[k - 1]);
-                // The user leaf's instruction itself, or a return address (in the call before
-                // it).
-                let callee = if k - 1 == s.kernel {
-                    callee
-                } else {
-                    callee - 1
-                };
-                let (Some(m), Some(cm)) = (
+                let ret = s.addresses[k];
+                let (Some(callee), Some(m)) = (
+                    code_address(&s.addresses, k - 1, s.kernel),
                     self.spaces.find(s.pid, ret, s.time),
-                    self.spaces.find(s.pid, callee, s.time),
                 ) else {
+                    k += 1;
+                    continue;
+                };
+                let Some(cm) = self.spaces.find(s.pid, callee, s.time) else {
                     k += 1;
                     continue;
                 };
@@ -784,9 +781,32 @@ impl CodeCache {
     }
 }
 
+/// An address of frame `i`'s code: the user leaf's instruction itself (`i == leaf`), or a byte
+/// of the call instruction before a return address. None for a return address of 0, which a
+/// broken walk can leave (the call would be before the address space).
+fn code_address(addresses: &[u64], i: usize, leaf: usize) -> Option<u64> {
+    let address = *addresses.get(i)?;
+    if i == leaf {
+        Some(address)
+    } else {
+        address.checked_sub(1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::splice_kernel_chain;
+    use super::{code_address, splice_kernel_chain};
+
+    #[test]
+    fn a_frames_code_is_the_leaf_ip_or_the_call_before_a_return_address() {
+        let stack = [0xffff_0001, 0x1000, 0x2001, 0];
+        // Kernel frame 0, user leaf at 1.
+        assert_eq!(code_address(&stack, 1, 1), Some(0x1000));
+        assert_eq!(code_address(&stack, 2, 1), Some(0x2000));
+        // A return address of 0 (a broken walk) has no call before it.
+        assert_eq!(code_address(&stack, 3, 1), None);
+        assert_eq!(code_address(&stack, 4, 1), None);
+    }
 
     #[test]
     fn a_walk_is_carried_on_only_where_the_frame_pointer_chain_agrees_with_it() {
