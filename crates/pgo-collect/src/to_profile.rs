@@ -321,6 +321,12 @@ impl Collector {
             ));
         }
 
+        // A return address of 0 is where a walk went wrong (a frame-pointer chain through
+        // code that keeps data in rbp): nothing from there up is a caller. Cut before the
+        // repairs, so that a frameless leaf's caller goes where the 0 was.
+        for s in &mut self.samples {
+            cut_at_null_return(&mut s.addresses, s.kernel);
+        }
         // Both repairs read the mapped files' code: one cache parses each file once.
         let mut code = CodeCache::default();
         let leaf_fixes = self.restore_frameless_callers(&mut code);
@@ -781,6 +787,14 @@ impl CodeCache {
     }
 }
 
+/// Drops the first return address of 0 above the user leaf (at index `leaf`) and every frame
+/// after it.
+fn cut_at_null_return(addresses: &mut Vec<u64>, leaf: usize) {
+    if let Some(i) = addresses.iter().skip(leaf + 1).position(|a| *a == 0) {
+        addresses.truncate(leaf + 1 + i);
+    }
+}
+
 /// An address of frame `i`'s code: the user leaf's instruction itself (`i == leaf`), or a byte
 /// of the call instruction before a return address. None for a return address of 0, which a
 /// broken walk can leave (the call would be before the address space).
@@ -795,7 +809,22 @@ fn code_address(addresses: &[u64], i: usize, leaf: usize) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{code_address, splice_kernel_chain};
+    use super::{code_address, cut_at_null_return, splice_kernel_chain};
+
+    #[test]
+    fn a_stack_ends_below_a_return_address_of_zero() {
+        // Kernel frame, user leaf, a caller, then a broken chain.
+        let mut stack = vec![0xffff_0001, 0x1000, 0x2001, 0, 0x3001];
+        cut_at_null_return(&mut stack, 1);
+        assert_eq!(stack, [0xffff_0001, 0x1000, 0x2001]);
+        // The leaf itself is an instruction pointer, never cut; whole stacks stay whole.
+        let mut stack = vec![0, 0x2001];
+        cut_at_null_return(&mut stack, 0);
+        assert_eq!(stack, [0, 0x2001]);
+        let mut stack = vec![0x1000, 0x2001, 0x3001];
+        cut_at_null_return(&mut stack, 0);
+        assert_eq!(stack, [0x1000, 0x2001, 0x3001]);
+    }
 
     #[test]
     fn a_frames_code_is_the_leaf_ip_or_the_call_before_a_return_address() {
