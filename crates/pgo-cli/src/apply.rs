@@ -243,6 +243,7 @@ impl ProgramLookup {
         a: &ApplyArgs,
         profile: &pgo_profile::Profile,
         workdir: &Path,
+        cargo: pgo_apply::cargo_profile::CargoBuild,
         cargo_metadata: Option<&serde_json::Value>,
     ) -> ProgramLookup {
         let dash_o = a
@@ -255,7 +256,6 @@ impl ProgramLookup {
             (None, Some(out)) => Some((workdir.join(out), "")),
             (None, None) => None,
         };
-        let cargo = pgo_apply::cargo_profile::cargo_build(&a.command);
         // Cargo's target directory, where the program is looked for (unless named) and the
         // backend's files go.
         let target_dir = (named.is_none() || cargo.from_command)
@@ -378,6 +378,9 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
         .clone()
         .unwrap_or_else(|| default_backend(&a.command).to_string());
     let mut backend = backend_for(&a, &backend_name, None)?;
+    // The build command as Cargo reads it (its profile, target directory, binaries), parsed
+    // once for the metadata, the program lookup and the flag merge.
+    let cargo = pgo_apply::cargo_profile::cargo_build(&a.command);
 
     // The profile. Missing or corrupt is an error, unless the user asked to build without.
     let loaded = if a.profiles.is_empty() {
@@ -395,7 +398,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
             // The build still gets the backend's profile-less flags, so that a profile of
             // this binary has the names and discriminators the next `pgo apply` reads.
             let edits = backend.profiling_build_env();
-            let merged = merge_env(&edits, &workdir, &a.command)?;
+            let merged = merge_env(&edits, &workdir, &cargo)?;
             if !edits.is_empty() {
                 eprintln!(
                     "pgo: building with {}'s flags for a binary to profile:",
@@ -438,7 +441,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
     // The project's own packages (workspace members) are its sources, not dependencies.
     // One `cargo metadata` serves the dependencies' directories and Cargo's target directory.
     let cargo_metadata = (build_program(&a.command) == Some("cargo"))
-        .then(|| pgo_apply::cargo_profile::cargo_build(&a.command).metadata(&workdir, false))
+        .then(|| cargo.metadata(&workdir, false))
         .flatten();
     let dependencies: Vec<PathBuf> = dependency_dirs(&a.command, &workdir, cargo_metadata.as_ref())
         .into_iter()
@@ -510,7 +513,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
         }
     };
 
-    let lookup = ProgramLookup::new(&a, &profile, &workdir, cargo_metadata.as_ref());
+    let lookup = ProgramLookup::new(&a, &profile, &workdir, cargo, cargo_metadata.as_ref());
     let out_dir = lookup.out_dir(a.out_dir.as_deref()).join(backend.name());
     std::fs::create_dir_all(&out_dir).map_err(|e| Error::new(&out_dir, e.to_string()))?;
     let output_binary = lookup.expected();
@@ -535,7 +538,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
         let merged = merge_env(
             &pgo_backend_llvm::Rustc::names_build_env(),
             &workdir,
-            &a.command,
+            &lookup.cargo,
         )?;
         let since = SystemTime::now();
         let code = run_build(&a.command, Some(&merged), a.json)?;
@@ -569,7 +572,7 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
     let plan = backend
         .plan(&request)
         .map_err(|e| Error::new(format!("backend {}", backend.name()), e))?;
-    let merged = merge_env(&plan.env, &workdir, &a.command)?;
+    let merged = merge_env(&plan.env, &workdir, &lookup.cargo)?;
     report_plan(backend.name(), &plan, &merged.vars, a.json && a.dry_run);
     if a.dry_run {
         if a.json {
@@ -677,7 +680,7 @@ fn report_notes(notes: &[String]) {
 fn merge_env(
     edits: &[pgo_backend::EnvEdit],
     workdir: &Path,
-    command: &[String],
+    cargo: &pgo_apply::cargo_profile::CargoBuild,
 ) -> Result<pgo_apply::rustflags::MergedEnv, Error> {
     let env = |k: &str| std::env::var(k).ok();
     let host = if edits
@@ -688,8 +691,7 @@ fn merge_env(
     } else {
         pgo_apply::rustflags::Host::from_triple("x86_64-unknown-linux-gnu")
     };
-    let cargo = pgo_apply::cargo_profile::cargo_build(command);
-    let merged = pgo_apply::rustflags::merged_env(edits, workdir, &env, &host, &cargo)
+    let merged = pgo_apply::rustflags::merged_env(edits, workdir, &env, &host, cargo)
         .map_err(|e| Error::new(workdir, e))?;
     for w in &merged.warnings {
         eprintln!("pgo: WARNING: {w}");
