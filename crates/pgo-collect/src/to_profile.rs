@@ -561,14 +561,11 @@ impl Collector {
             let mut changed = false;
             while k < s.addresses.len() {
                 let ret = s.addresses[k];
-                let (Some(callee), Some(m)) = (
-                    code_address(&s.addresses, k - 1, s.kernel),
-                    self.spaces.find(s.pid, ret, s.time),
-                ) else {
-                    k += 1;
-                    continue;
-                };
-                let Some(cm) = self.spaces.find(s.pid, callee, s.time) else {
+                let placed = code_address(s.addresses[k - 1], k - 1 == s.kernel).and_then(|c| {
+                    let m = self.spaces.find(s.pid, ret, s.time)?;
+                    Some((c, m, self.spaces.find(s.pid, c, s.time)?))
+                });
+                let Some((callee, m, cm)) = placed else {
                     k += 1;
                     continue;
                 };
@@ -635,12 +632,7 @@ fn resolve(
     warned: &mut FxHashSet<String>,
     warnings: &mut Vec<String>,
 ) -> Resolved {
-    // A return address points after the call; the call itself is one byte earlier.
-    let lookup = if key.is_leaf {
-        key.address
-    } else {
-        key.address.saturating_sub(1)
-    };
+    let lookup = code_address(key.address, key.is_leaf).unwrap_or(0);
     let empty = || Resolved {
         frames: Arc::from([]),
     };
@@ -795,12 +787,11 @@ fn cut_at_null_return(addresses: &mut Vec<u64>, leaf: usize) {
     }
 }
 
-/// An address of frame `i`'s code: the user leaf's instruction itself (`i == leaf`), or a byte
-/// of the call instruction before a return address. None for a return address of 0, which a
-/// broken walk can leave (the call would be before the address space).
-fn code_address(addresses: &[u64], i: usize, leaf: usize) -> Option<u64> {
-    let address = *addresses.get(i)?;
-    if i == leaf {
+/// An address in a frame's code: a leaf's instruction pointer itself, or a byte of the call
+/// instruction before a return address (which points after the call). None for a return
+/// address of 0, which a broken walk can leave (the call would be before the address space).
+fn code_address(address: u64, is_leaf: bool) -> Option<u64> {
+    if is_leaf {
         Some(address)
     } else {
         address.checked_sub(1)
@@ -828,13 +819,11 @@ mod tests {
 
     #[test]
     fn a_frames_code_is_the_leaf_ip_or_the_call_before_a_return_address() {
-        let stack = [0xffff_0001, 0x1000, 0x2001, 0];
-        // Kernel frame 0, user leaf at 1.
-        assert_eq!(code_address(&stack, 1, 1), Some(0x1000));
-        assert_eq!(code_address(&stack, 2, 1), Some(0x2000));
+        assert_eq!(code_address(0x1000, true), Some(0x1000));
+        assert_eq!(code_address(0x2001, false), Some(0x2000));
         // A return address of 0 (a broken walk) has no call before it.
-        assert_eq!(code_address(&stack, 3, 1), None);
-        assert_eq!(code_address(&stack, 4, 1), None);
+        assert_eq!(code_address(0, false), None);
+        assert_eq!(code_address(0, true), Some(0));
     }
 
     #[test]
