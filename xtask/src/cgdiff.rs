@@ -160,15 +160,12 @@ fn report(a: &Counts, b: &Counts, function: Option<&str>, rows: usize) -> String
     let mega = |v: i128| v as f64 / 1e6;
     match function {
         None => {
-            let mut keys: Vec<&String> = a.by_function.keys().chain(b.by_function.keys()).collect();
-            keys.sort();
-            keys.dedup();
             let get = |c: &Counts, k: &String| c.by_function.get(k).copied().unwrap_or((0, 0));
-            keys.sort_by_key(|k| {
-                std::cmp::Reverse((i128::from(get(b, k).0) - i128::from(get(a, k).0)).abs())
+            let keys = largest_changes(&a.by_function, &b.by_function, rows, |k| {
+                i128::from(get(b, k).0) - i128::from(get(a, k).0)
             });
             out += "    change         A         B  mispredicts  function\n";
-            for k in keys.into_iter().take(rows) {
+            for k in keys {
                 let ((ia, ma), (ib, mb)) = (get(a, k), get(b, k));
                 out += &format!(
                     "{:+9.1} M {:8.1} M {:8.1} M {:+9.2} M  {k}\n",
@@ -190,16 +187,13 @@ fn report(a: &Counts, b: &Counts, function: Option<&str>, rows: usize) -> String
                 m
             };
             let (la, lb) = (lines(a), lines(b));
-            let mut keys: Vec<&(String, u64)> = la.keys().chain(lb.keys()).collect();
-            keys.sort();
-            keys.dedup();
             let get = |m: &HashMap<(String, u64), u64>, k: &(String, u64)| {
                 i128::from(m.get(k).copied().unwrap_or(0))
             };
-            keys.sort_by_key(|k| std::cmp::Reverse((get(&lb, k) - get(&la, k)).abs()));
+            let keys = largest_changes(&la, &lb, rows, |k| get(&lb, k) - get(&la, k));
             out += &format!("lines of functions matching `{f}`:\n");
             out += "    change         A         B  line\n";
-            for k in keys.into_iter().take(rows) {
+            for k in keys {
                 out += &format!(
                     "{:+9.1} M {:8.1} M {:8.1} M  {}:{}\n",
                     mega(get(&lb, k) - get(&la, k)),
@@ -212,6 +206,22 @@ fn report(a: &Counts, b: &Counts, function: Option<&str>, rows: usize) -> String
         }
     }
     out
+}
+
+/// The `rows` keys of `a` or `b` whose `change` is largest in size, largest first (ties in key
+/// order).
+fn largest_changes<'m, K: Ord + std::hash::Hash, V>(
+    a: &'m HashMap<K, V>,
+    b: &'m HashMap<K, V>,
+    rows: usize,
+    change: impl Fn(&K) -> i128,
+) -> Vec<&'m K> {
+    let mut keys: Vec<&K> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.sort_by_key(|k| std::cmp::Reverse(change(k).abs()));
+    keys.truncate(rows);
+    keys
 }
 
 #[cfg(test)]
