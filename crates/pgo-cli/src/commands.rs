@@ -238,22 +238,52 @@ pub(crate) fn load_merged(
     input: &InputArgs,
     weights: &[f64],
 ) -> Result<Profile, Error> {
-    let mut profiles = paths
-        .iter()
-        .map(|p| pgo_profile::load(p, input.from.map(Format::from)))
-        .collect::<Result<Vec<_>, _>>()?;
-    if profiles.len() == 1 && weights.iter().all(|w| *w == 1.0) {
-        return Ok(profiles.pop().expect("one profile"));
+    let format = input.from.map(Format::from);
+    if let [path] = paths {
+        let profile = pgo_profile::load(path, format)?;
+        if weights.iter().all(|w| *w == 1.0) {
+            return Ok(profile);
+        }
+        return merge_loaded(vec![(path_str(path), profile, weights[0])]);
     }
-    let names: Vec<String> = paths.iter().map(|p| path_str(p)).collect();
-    let inputs: Vec<MergeInput<'_>> = profiles
+    // Of several profiles, one without samples (a short run's: `go build -gcflags=-cpuprofile`
+    // writes one per package, many empty) adds nothing, so it is skipped, as `go tool pprof`
+    // does; it is still an error when every input is empty.
+    let mut loaded = Vec::with_capacity(paths.len());
+    let mut empty = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        match pgo_profile::load(path, format) {
+            Ok(profile) => loaded.push((
+                path_str(path),
+                profile,
+                weights.get(i).copied().unwrap_or(1.0),
+            )),
+            Err(e) if e.is_without_samples() => empty.push(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if loaded.is_empty() {
+        return Err(empty.swap_remove(0).into());
+    }
+    if let Some(first) = empty.first() {
+        eprintln!(
+            "pgo: warning: skipped {} of {} profiles that have no samples (first: {})",
+            empty.len(),
+            paths.len(),
+            first.file
+        );
+    }
+    merge_loaded(loaded)
+}
+
+/// Merges `(file name, profile, weight)` triples.
+fn merge_loaded(loaded: Vec<(String, Profile, f64)>) -> Result<Profile, Error> {
+    let inputs: Vec<MergeInput<'_>> = loaded
         .iter()
-        .zip(&names)
-        .enumerate()
-        .map(|(i, (profile, file))| MergeInput {
+        .map(|(file, profile, weight)| MergeInput {
             profile,
             file,
-            weight: weights.get(i).copied().unwrap_or(1.0),
+            weight: *weight,
         })
         .collect();
     pgo_profile::merge(&inputs)

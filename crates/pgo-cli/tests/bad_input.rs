@@ -154,7 +154,33 @@ fn profile_without_samples() {
     let mut p = go_profile();
     p.sample.clear();
     let bad = write(dir.path(), "nosamples.pb.gz", &gzip(&p.encode_to_vec()));
-    assert_all_commands_fail(&bad, "profile has no samples");
+    let problem = "profile has no samples";
+    assert_fails(&pgo(&[&"top", &bad]), &bad, problem);
+    let out = dir.path().join("out.pb.gz");
+    assert_fails(&pgo(&[&"merge", &bad, &bad, &"-o", &out]), &bad, problem);
+    assert!(!out.exists(), "no output file");
+}
+
+/// Of several profiles, those without samples (`go build -gcflags=-cpuprofile` writes one per
+/// package, an empty one for a package that compiles between two ticks) are skipped with a
+/// warning that names them, as `go tool pprof` merges them; the merge is the others'.
+#[test]
+fn merge_skips_inputs_without_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = go_profile();
+    p.sample.clear();
+    let empty = write(dir.path(), "nosamples.pb.gz", &gzip(&p.encode_to_vec()));
+    let good = profile("go-cpu.pb.gz");
+    let out = dir.path().join("out.pb.gz");
+    let o = pgo(&[&"merge", &empty, &good, &empty, &"-o", &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("skipped 2 of 3 profiles that have no samples")
+            && err.contains(&empty.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(pgo_top_json(&[&out]), pgo_top_json(&[&good]));
 }
 
 #[test]

@@ -20,6 +20,12 @@ impl Error {
             problem: problem.into(),
         }
     }
+
+    /// Whether the file is a well-formed profile that has no samples (so it adds nothing to a
+    /// merge), rather than a broken one.
+    pub fn is_without_samples(&self) -> bool {
+        self.problem == crate::validate::NO_SAMPLES
+    }
 }
 
 impl fmt::Display for Error {

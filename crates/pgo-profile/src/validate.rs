@@ -4,6 +4,10 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::proto::Profile;
 
+/// What [`validate`] says of a well-formed profile without samples (an idle run's). A caller
+/// merging several profiles can skip such inputs: see [`crate::Error::is_without_samples`].
+pub const NO_SAMPLES: &str = "profile has no samples";
+
 /// Checks that `p` is a well-formed profile with at least one sample.
 ///
 /// The error says which field and which entry is wrong (entries counted from 0), e.g.
@@ -87,7 +91,7 @@ pub fn validate(p: &Profile) -> Result<(), String> {
     }
 
     if p.sample.is_empty() {
-        return Err("profile has no samples".into());
+        return Err(NO_SAMPLES.into());
     }
     let types = p.sample_type.len();
     for (i, s) in p.sample.iter().enumerate() {
