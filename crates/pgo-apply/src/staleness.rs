@@ -434,12 +434,40 @@ fn freshness(
         });
     };
     match short {
-        Short::Name(n) if !declares(line, n, lang) => Err(StaleReason::LineChanged {
-            line: start_line,
-            name: n.clone(),
-        }),
+        Short::Name(n)
+            if !(declares(line, n, lang)
+                || lang == Lang::Go && declares_linkname(lines, start_line as usize - 1, n)) =>
+        {
+            Err(StaleReason::LineChanged {
+                line: start_line,
+                name: n.clone(),
+            })
+        }
         _ => Ok(()),
     }
+}
+
+/// Whether the Go function at `lines[at]` is `name` under another name: a `//go:linkname
+/// LOCAL PKG.NAME` among the comment lines above a `func LOCAL(` line. The runtime's map
+/// functions are declared so (`func runtime_mapaccess2_fast64` in `internal/runtime/maps` is
+/// `runtime.mapaccess2_fast64`), and every Go profile has them.
+fn declares_linkname(lines: &[String], at: usize, name: &str) -> bool {
+    let comments = lines[..at]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .take_while(|l| l.starts_with("//"));
+    comments
+        .filter_map(|l| l.strip_prefix("//go:linkname"))
+        .any(|rest| {
+            let mut words = rest.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some(local), Some(target)) => {
+                    go_last_segment(target) == name && declares(&lines[at], local, Lang::Go)
+                }
+                _ => false,
+            }
+        })
 }
 
 /// The language of a source file, as far as declaration lines differ.
@@ -599,7 +627,10 @@ fn short_name(name: &str, file: &str) -> Short {
         return Short::None;
     }
     let is_go = file.ends_with(".go");
-    let seg = if is_go {
+    // Go's assembly (`TEXT ·memHashAES(SB)` in a `.s` file) has Go names:
+    // `internal/runtime/maps.memHashAES`, whose dots and slashes are not a C++ path's.
+    let go_name = is_go || (file.ends_with(".s") && !name.contains("::"));
+    let seg = if go_name {
         go_last_segment(name)
     } else {
         path_last_segment(name)
@@ -612,11 +643,18 @@ fn short_name(name: &str, file: &str) -> Short {
         return Short::Anonymous;
     }
     if is_go {
+        let numbered = |s: &str, prefix: &str| {
+            s.strip_prefix(prefix)
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        };
+        // A range-over-func loop body is a closure named `F-range1`.
         let anonymous = seg.bytes().all(|b| b.is_ascii_digit())
-            || ["func", "gowrap", "deferwrap"].iter().any(|p| {
-                seg.strip_prefix(p)
-                    .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-            });
+            || ["func", "gowrap", "deferwrap"]
+                .iter()
+                .any(|p| numbered(seg, p))
+            || seg
+                .rsplit_once('-')
+                .is_some_and(|(_, r)| numbered(r, "range"));
         if anonymous {
             return Short::Anonymous;
         }
@@ -951,6 +989,15 @@ mod tests {
         assert_eq!(short("main.main.func1", "x.go"), Short::Anonymous);
         assert_eq!(short("main.run.gowrap2", "x.go"), Short::Anonymous);
         assert_eq!(short("main.init.0", "x.go"), Short::Anonymous);
+        assert_eq!(short("main.(*T).walk-range1", "x.go"), Short::Anonymous);
+        assert_eq!(
+            short("internal/runtime/maps.memHashAES", "memhash_amd64.s"),
+            n("memHashAES")
+        );
+        assert_eq!(
+            short("__memcpy_avx_unaligned", "memmove.s"),
+            n("__memcpy_avx_unaligned")
+        );
         assert_eq!(
             short("internal/strconv.formatBits", "x.go"),
             n("formatBits")
@@ -1033,6 +1080,39 @@ mod tests {
             "a built-in attribute: the function moved below it"
         );
         assert!(!rust("#[cfg(test)]"));
+    }
+
+    /// What `pgo apply` checks of every Go program's runtime: its assembly and the functions
+    /// another package declares for it.
+    #[test]
+    fn go_runtime_declarations() {
+        let lines = |text: &str| text.lines().map(String::from).collect::<Vec<_>>();
+        let asm =
+            lines("#include \"textflag.h\"\n\nTEXT ·memHashAES<ABIInternal>(SB),NOSPLIT,$0-32\n");
+        let memhash = short("internal/runtime/maps.memHashAES", "memhash_amd64.s");
+        assert_eq!(freshness(Some(&asm), &memhash, 3, Lang::Other), Ok(()));
+        assert!(freshness(Some(&asm), &memhash, 2, Lang::Other).is_err());
+
+        let go = lines(
+            "package maps\n\n\
+             // Lookup for the runtime.\n\
+             //go:linkname runtime_mapaccess2_fast64 runtime.mapaccess2_fast64\n\
+             func runtime_mapaccess2_fast64(m *Map, key uint64) (unsafe.Pointer, bool) {\n\
+             }\n\
+             //go:linkname runtime_mapassign runtime.mapassign\n\
+             func runtime_mapdelete(m *Map) {\n",
+        );
+        let access = short("runtime.mapaccess2_fast64", "runtime_fast64.go");
+        assert_eq!(freshness(Some(&go), &access, 5, Lang::Go), Ok(()));
+        assert!(
+            freshness(Some(&go), &access, 8, Lang::Go).is_err(),
+            "another function"
+        );
+        let assign = short("runtime.mapassign", "runtime_fast64.go");
+        assert!(
+            freshness(Some(&go), &assign, 8, Lang::Go).is_err(),
+            "the linkname names a function this line does not declare"
+        );
     }
 
     #[test]

@@ -111,9 +111,11 @@ fn build_program(command: &[String]) -> Option<&str> {
 }
 
 /// The source directories of the build's dependencies, for the staleness check: the packages
-/// of a cargo build's `cargo_metadata`, `go list -m all`'s module directories for a go build;
-/// none for other builds, or when the tool cannot say (the check then leaves dependencies out,
-/// as before).
+/// of a cargo build's `cargo_metadata`; for a go build, `go list -m all`'s module directories
+/// and the directories of every package the build compiles (`go list -deps` with the build's
+/// own flags and packages: the standard library's too, as Go builds it with the profile, and
+/// a GOROOT command's, such as `go build cmd/compile`, which is in no module); none for other
+/// builds, or when the tool cannot say (the check then leaves dependencies out).
 fn dependency_dirs(
     command: &[String],
     workdir: &Path,
@@ -124,23 +126,65 @@ fn dependency_dirs(
             .map(pgo_apply::cargo_profile::package_dirs)
             .unwrap_or_default(),
         Some("go") => {
-            let output = Command::new(&command[0])
-                .args(["list", "-m", "-f", "{{.Dir}}", "all"])
-                .current_dir(workdir)
-                .stdin(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .output();
-            match output {
-                Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(PathBuf::from)
-                    .collect(),
-                _ => Vec::new(),
+            let mut dirs = go_list_dirs(command, workdir, &["list", "-m", "-f", "{{.Dir}}", "all"]);
+            if let Some(args) = go_list_deps_args(command) {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                dirs.extend(go_list_dirs(command, workdir, &args));
             }
+            dirs.sort();
+            dirs.dedup();
+            dirs
         }
         _ => Vec::new(),
     }
+}
+
+/// The directories `go ARGS` prints, one per line; none when it fails.
+fn go_list_dirs(command: &[String], workdir: &Path, args: &[&str]) -> Vec<PathBuf> {
+    let output = Command::new(&command[0])
+        .args(args)
+        .current_dir(workdir)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    match output {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `go build|install FLAGS PACKAGES` as `list -deps -f {{.Dir}} FLAGS PACKAGES`: `go list`
+/// takes the same build flags (and `-C DIR`, which must stay first), except `-o`, which only
+/// `go build` has. `None` for other go commands (`go run`'s arguments after the package are
+/// the program's).
+fn go_list_deps_args(command: &[String]) -> Option<Vec<String>> {
+    let verb = command.get(1)?;
+    if verb != "build" && verb != "install" {
+        return None;
+    }
+    let mut list = vec!["list".to_string()];
+    let mut args = command[2..].iter().peekable();
+    if let Some(first) = args.peek() {
+        if *first == "-C" || *first == "--C" {
+            list.push(args.next()?.clone());
+            list.push(args.next()?.clone());
+        } else if first.starts_with("-C=") || first.starts_with("--C=") {
+            list.push(args.next()?.clone());
+        }
+    }
+    list.extend(["-deps", "-f", "{{.Dir}}"].map(String::from));
+    while let Some(arg) = args.next() {
+        if arg == "-o" || arg == "--o" {
+            args.next();
+        } else if !(arg.starts_with("-o=") || arg.starts_with("--o=")) {
+            list.push(arg.clone());
+        }
+    }
+    Some(list)
 }
 
 fn default_backend(command: &[String]) -> &'static str {
@@ -801,3 +845,31 @@ pgo apply --profile app.pb.gz --backend clang -- make CC=clang-22\n  \
 pgo apply --profile cpu.pprof --backend go -- go build -o app .\n  \
 pgo apply --profile p.pb.gz --dry-run      (print the environment, write the files, no build)\n  \
 pgo apply --allow-missing -- cargo build --release   (no profile yet: the binary to profile)";
+
+#[cfg(test)]
+mod tests {
+    use super::go_list_deps_args;
+
+    fn list(command: &str) -> Option<String> {
+        let command: Vec<String> = command.split(' ').map(String::from).collect();
+        go_list_deps_args(&command).map(|a| a.join(" "))
+    }
+
+    #[test]
+    fn go_list_takes_the_build_flags_and_packages_without_the_output() {
+        assert_eq!(
+            list("go build -o bin/app -tags netgo ./cmd/app").as_deref(),
+            Some("list -deps -f {{.Dir}} -tags netgo ./cmd/app")
+        );
+        assert_eq!(
+            list("go build -C sub -o=app -trimpath .").as_deref(),
+            Some("list -C sub -deps -f {{.Dir}} -trimpath .")
+        );
+        assert_eq!(
+            list("/usr/bin/go install --C=sub cmd/compile").as_deref(),
+            Some("list --C=sub -deps -f {{.Dir}} cmd/compile")
+        );
+        assert_eq!(list("go run . -o x"), None);
+        assert_eq!(list("go"), None);
+    }
+}

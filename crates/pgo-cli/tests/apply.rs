@@ -406,6 +406,76 @@ fn a_stale_profile_fails_ci_with_fail_below() {
     assert!(err.contains("WARNING: the profile is stale"), "{err}");
 }
 
+/// A Go build compiles the standard library with the profile too, so the check covers it: the
+/// runtime's assembly (`TEXT ·memmove(SB)`), the functions another package declares for it
+/// (`//go:linkname runtime_mapaccess2 runtime.mapaccess2`) and range-over-func bodies
+/// (`F-range1`) are fresh in a profile of the Go it builds with, taken just now.
+#[test]
+fn a_go_builds_freshness_covers_the_standard_library_it_compiles() {
+    let Some(go) = go() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for f in ["main.go", "go.mod"] {
+        std::fs::copy(root().join("fixtures/go-cpu").join(f), src.join(f)).unwrap();
+    }
+    let bin = dir.path().join("gocpu");
+    let built = Command::new(&go)
+        .current_dir(&src)
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr(&built));
+    let profile = dir.path().join("p.pb.gz");
+    ok(pgo(&[
+        &"collect",
+        &"-o",
+        &profile,
+        &"--",
+        &bin,
+        &"-seconds",
+        &"1",
+    ]));
+
+    let o = apply(
+        &src,
+        &[
+            &"--profile",
+            &profile,
+            &"--dry-run",
+            &"--fail-below",
+            &"99",
+            &"--out-dir",
+            &dir.path().join("out"),
+            &"--json",
+            &"--",
+            &go,
+            &"build",
+            &"-o",
+            &dir.path().join("next"),
+            &".",
+        ],
+        &[],
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("stale:"), "{err}");
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        summary["fresh_percent"].as_f64().unwrap() > 99.9,
+        "{summary}"
+    );
+    // The runtime's share (the allocator, memmove, maps) was checked against GOROOT.
+    let share = err
+        .split("% of the weight checked is in the sources of the dependencies")
+        .next()
+        .and_then(|s| s.rsplit('(').next())
+        .and_then(|s| s.parse::<f64>().ok());
+    assert!(share.is_some_and(|s| s >= 1.0), "{err}");
+}
+
 #[test]
 fn freshness_covers_the_dependencies_the_build_compiles() {
     // A thin program over its library: all of the profile is in the dependency's sources,
