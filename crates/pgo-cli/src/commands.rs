@@ -259,11 +259,11 @@ pub(crate) fn load_merged(
                 weights.get(i).copied().unwrap_or(1.0),
             )),
             Err(e) if e.is_without_samples() => empty.push(e),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     if loaded.is_empty() {
-        return Err(empty.swap_remove(0).into());
+        return Err(empty.swap_remove(0));
     }
     if let Some(first) = empty.first() {
         eprintln!(
