@@ -178,6 +178,8 @@ pub fn check_with_dependencies(
             } else {
                 match dependencies.locate(file) {
                     Place::External => roots.locate(file, &mut learnt),
+                    // A project package found by its Go import path (`-trimpath`).
+                    Place::Dependency(path) if roots.contains(&path) => Place::Project(path),
                     dependency => dependency,
                 }
             };
@@ -280,6 +282,10 @@ pub struct Dependencies {
     cached: HashMap<String, PathBuf>,
     /// Other dependency directories.
     dirs: Vec<PathBuf>,
+    /// Go import path → package directory, for the file names `go build -trimpath` records
+    /// (`example.com/app/server/h.go`, `runtime/proc.go`,
+    /// `github.com/x/y@v1.2.3/z/a.go`).
+    packages: HashMap<String, PathBuf>,
 }
 
 impl Dependencies {
@@ -297,13 +303,45 @@ impl Dependencies {
         deps
     }
 
+    /// Adds Go packages as (import path, directory) (`go list -deps -f '{{.ImportPath}}
+    /// {{.Dir}}'`), for profiles of `-trimpath` builds, whose file names are import paths.
+    /// A file so found under the project's roots is the project's.
+    pub fn with_go_packages(
+        mut self,
+        packages: impl IntoIterator<Item = (String, PathBuf)>,
+    ) -> Dependencies {
+        self.packages
+            .extend(packages.into_iter().map(|(p, d)| (p, normalize(&d))));
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.cached.is_empty() && self.dirs.is_empty()
+        self.cached.is_empty() && self.dirs.is_empty() && self.packages.is_empty()
+    }
+
+    /// A trimmed Go file name's package directory and file: the import path is the name's
+    /// directory, less a module version (`mod@v1.2.3/sub` is package `mod/sub`).
+    fn go_package_file(&self, path: &Path) -> Option<PathBuf> {
+        let text = path.to_str()?;
+        let (dir, name) = text.rsplit_once('/')?;
+        let import = dir
+            .split('/')
+            .map(|segment| segment.split_once('@').map_or(segment, |(s, _)| s))
+            .collect::<Vec<_>>()
+            .join("/");
+        let found = self.packages.get(&import)?.join(name);
+        found.is_file().then_some(found)
     }
 
     fn locate(&self, file: &str) -> Place {
         let path = normalize(Path::new(file.trim()));
-        if self.is_empty() || !path.is_absolute() {
+        if !path.is_absolute() {
+            return match self.go_package_file(&path) {
+                Some(found) => Place::Dependency(found),
+                None => Place::External,
+            };
+        }
+        if self.is_empty() {
             return Place::External;
         }
         if let Some((key, rest)) = cache_key(&path) {
@@ -1113,6 +1151,31 @@ mod tests {
             freshness(Some(&go), &assign, 8, Lang::Go).is_err(),
             "the linkname names a function this line does not declare"
         );
+    }
+
+    #[test]
+    fn trimmed_go_file_names_are_found_by_import_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (modcache, goroot) = (tmp.path().join("y"), tmp.path().join("goroot/src/runtime"));
+        for d in [&modcache.join("z"), &goroot] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(modcache.join("z/a.go"), "package z\n").unwrap();
+        std::fs::write(goroot.join("proc.go"), "package runtime\n").unwrap();
+        let deps = Dependencies::default().with_go_packages([
+            ("github.com/x/y/z".to_string(), modcache.join("z")),
+            ("runtime".to_string(), goroot.clone()),
+        ]);
+        assert_eq!(
+            deps.locate("github.com/x/y@v1.2.3/z/a.go"),
+            Place::Dependency(modcache.join("z/a.go"))
+        );
+        assert_eq!(
+            deps.locate("./runtime/proc.go"),
+            Place::Dependency(goroot.join("proc.go"))
+        );
+        assert_eq!(deps.locate("runtime/gone.go"), Place::External);
+        assert_eq!(deps.locate("src/main.rs"), Place::External);
     }
 
     #[test]

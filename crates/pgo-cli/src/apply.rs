@@ -110,37 +110,55 @@ fn build_program(command: &[String]) -> Option<&str> {
         .and_then(|n| n.to_str())
 }
 
-/// The source directories of the build's dependencies, for the staleness check: the packages
-/// of a cargo build's `cargo_metadata`; for a go build, `go list -m all`'s module directories
-/// and the directories of every package the build compiles (`go list -deps` with the build's
-/// own flags and packages: the standard library's too, as Go builds it with the profile, and
-/// a GOROOT command's, such as `go build cmd/compile`, which is in no module); none for other
-/// builds, or when the tool cannot say (the check then leaves dependencies out).
-fn dependency_dirs(
+/// The sources of the build's dependencies, for the staleness check: the packages of a cargo
+/// build's `cargo_metadata`; for a go build, `go list -m all`'s module directories and every
+/// package the build compiles (`go list -deps` with the build's own flags and packages: the
+/// standard library's too, as Go builds it with the profile, and a GOROOT command's, such as
+/// `go build cmd/compile`, which is in no module), with their import paths, which are the file
+/// names of a `-trimpath` build's profile; none for other builds, or when the tool cannot say
+/// (the check then leaves dependencies out). Directories in or above `workdir` are left out
+/// (the project's own); its packages' import paths are kept (the check calls them its own).
+fn dependencies(
     command: &[String],
     workdir: &Path,
     cargo_metadata: Option<&serde_json::Value>,
-) -> Vec<PathBuf> {
+) -> pgo_apply::staleness::Dependencies {
+    let outside = |d: &PathBuf| !workdir.starts_with(d) && !d.starts_with(workdir);
     match build_program(command) {
-        Some("cargo") => cargo_metadata
-            .map(pgo_apply::cargo_profile::package_dirs)
-            .unwrap_or_default(),
+        Some("cargo") => pgo_apply::staleness::Dependencies::new(
+            cargo_metadata
+                .map(pgo_apply::cargo_profile::package_dirs)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(outside),
+        ),
         Some("go") => {
-            let mut dirs = go_list_dirs(command, workdir, &["list", "-m", "-f", "{{.Dir}}", "all"]);
+            let mut dirs: Vec<PathBuf> =
+                go_lines(command, workdir, &["list", "-m", "-f", "{{.Dir}}", "all"])
+                    .into_iter()
+                    .map(PathBuf::from)
+                    .collect();
+            let mut packages = Vec::new();
             if let Some(args) = go_list_deps_args(command) {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                dirs.extend(go_list_dirs(command, workdir, &args));
+                for line in go_lines(command, workdir, &args) {
+                    if let Some((import_path, dir)) = line.split_once('\t') {
+                        dirs.push(PathBuf::from(dir));
+                        packages.push((import_path.to_string(), PathBuf::from(dir)));
+                    }
+                }
             }
             dirs.sort();
             dirs.dedup();
-            dirs
+            pgo_apply::staleness::Dependencies::new(dirs.into_iter().filter(outside))
+                .with_go_packages(packages)
         }
-        _ => Vec::new(),
+        _ => pgo_apply::staleness::Dependencies::default(),
     }
 }
 
-/// The directories `go ARGS` prints, one per line; none when it fails.
-fn go_list_dirs(command: &[String], workdir: &Path, args: &[&str]) -> Vec<PathBuf> {
+/// The non-empty lines `go ARGS` prints; none when it fails.
+fn go_lines(command: &[String], workdir: &Path, args: &[&str]) -> Vec<String> {
     let output = Command::new(&command[0])
         .args(args)
         .current_dir(workdir)
@@ -151,13 +169,14 @@ fn go_list_dirs(command: &[String], workdir: &Path, args: &[&str]) -> Vec<PathBu
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(PathBuf::from)
+            .map(String::from)
             .collect(),
         _ => Vec::new(),
     }
 }
 
-/// `go build|install FLAGS PACKAGES` as `list -deps -f {{.Dir}} FLAGS PACKAGES`: `go list`
+/// `go build|install FLAGS PACKAGES` as `list -deps -f FORMAT FLAGS PACKAGES` (FORMAT: import
+/// path, tab, directory): `go list`
 /// takes the same build flags (and `-C DIR`, which must stay first), except `-o`, which only
 /// `go build` has. `None` for other go commands (`go run`'s arguments after the package are
 /// the program's).
@@ -176,7 +195,7 @@ fn go_list_deps_args(command: &[String]) -> Option<Vec<String>> {
             list.push(args.next()?.clone());
         }
     }
-    list.extend(["-deps", "-f", "{{.Dir}}"].map(String::from));
+    list.extend(["-deps", "-f", "{{.ImportPath}}\t{{.Dir}}"].map(String::from));
     while let Some(arg) = args.next() {
         if arg == "-o" || arg == "--o" {
             args.next();
@@ -487,15 +506,11 @@ pub fn apply(a: ApplyArgs) -> Result<u8, Error> {
     let cargo_metadata = (build_program(&a.command) == Some("cargo"))
         .then(|| cargo.metadata(&workdir, false))
         .flatten();
-    let dependencies: Vec<PathBuf> = dependency_dirs(&a.command, &workdir, cargo_metadata.as_ref())
-        .into_iter()
-        .filter(|d| !workdir.starts_with(d) && !d.starts_with(&workdir))
-        .collect();
     let staleness = pgo_apply::staleness::check_with_dependencies(
         &profile,
         index,
         std::slice::from_ref(&workdir),
-        &pgo_apply::staleness::Dependencies::new(dependencies),
+        &dependencies(&a.command, &workdir, cargo_metadata.as_ref()),
     );
     let fresh = staleness.fresh_percent();
     match fresh {
@@ -859,15 +874,15 @@ mod tests {
     fn go_list_takes_the_build_flags_and_packages_without_the_output() {
         assert_eq!(
             list("go build -o bin/app -tags netgo ./cmd/app").as_deref(),
-            Some("list -deps -f {{.Dir}} -tags netgo ./cmd/app")
+            Some("list -deps -f {{.ImportPath}}\t{{.Dir}} -tags netgo ./cmd/app")
         );
         assert_eq!(
             list("go build -C sub -o=app -trimpath .").as_deref(),
-            Some("list -C sub -deps -f {{.Dir}} -trimpath .")
+            Some("list -C sub -deps -f {{.ImportPath}}\t{{.Dir}} -trimpath .")
         );
         assert_eq!(
             list("/usr/bin/go install --C=sub cmd/compile").as_deref(),
-            Some("list --C=sub -deps -f {{.Dir}} cmd/compile")
+            Some("list --C=sub -deps -f {{.ImportPath}}\t{{.Dir}} cmd/compile")
         );
         assert_eq!(list("go run . -o x"), None);
         assert_eq!(list("go"), None);

@@ -409,71 +409,88 @@ fn a_stale_profile_fails_ci_with_fail_below() {
 /// A Go build compiles the standard library with the profile too, so the check covers it: the
 /// runtime's assembly (`TEXT ·memmove(SB)`), the functions another package declares for it
 /// (`//go:linkname runtime_mapaccess2 runtime.mapaccess2`) and range-over-func bodies
-/// (`F-range1`) are fresh in a profile of the Go it builds with, taken just now.
+/// (`F-range1`) are fresh in a profile of the Go it builds with, taken just now. A `-trimpath`
+/// build (release tooling's default) records import paths (`pgofixture/gocpu/main.go`,
+/// `runtime/proc.go`) instead of file paths: the same check holds, and an edit to the
+/// program's source makes it stale.
 #[test]
 fn a_go_builds_freshness_covers_the_standard_library_it_compiles() {
     let Some(go) = go() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    for f in ["main.go", "go.mod"] {
-        std::fs::copy(root().join("fixtures/go-cpu").join(f), src.join(f)).unwrap();
-    }
-    let bin = dir.path().join("gocpu");
-    let built = Command::new(&go)
-        .current_dir(&src)
-        .args(["build", "-o"])
-        .arg(&bin)
-        .arg(".")
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "{}", stderr(&built));
-    let profile = dir.path().join("p.pb.gz");
-    ok(pgo(&[
-        &"collect",
-        &"-o",
-        &profile,
-        &"--",
-        &bin,
-        &"-seconds",
-        &"1",
-    ]));
-
-    let o = apply(
-        &src,
-        &[
-            &"--profile",
-            &profile,
-            &"--dry-run",
-            &"--fail-below",
-            &"99",
-            &"--out-dir",
-            &dir.path().join("out"),
-            &"--json",
-            &"--",
-            &go,
-            &"build",
+    for trimpath in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        for f in ["main.go", "go.mod"] {
+            std::fs::copy(root().join("fixtures/go-cpu").join(f), src.join(f)).unwrap();
+        }
+        let flags: &[&str] = if trimpath { &["-trimpath"] } else { &[] };
+        let bin = dir.path().join("gocpu");
+        let built = Command::new(&go)
+            .current_dir(&src)
+            .arg("build")
+            .args(flags)
+            .arg("-o")
+            .arg(&bin)
+            .arg(".")
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "{}", stderr(&built));
+        let profile = dir.path().join("p.pb.gz");
+        ok(pgo(&[
+            &"collect",
             &"-o",
-            &dir.path().join("next"),
-            &".",
-        ],
-        &[],
-    );
-    let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
-    assert!(!err.contains("stale:"), "{err}");
-    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(
-        summary["fresh_percent"].as_f64().unwrap() > 99.9,
-        "{summary}"
-    );
-    // The runtime's share (the allocator, memmove, maps) was checked against GOROOT.
-    let share = err
-        .split("% of the weight checked is in the sources of the dependencies")
-        .next()
-        .and_then(|s| s.rsplit('(').next())
-        .and_then(|s| s.parse::<f64>().ok());
-    assert!(share.is_some_and(|s| s >= 1.0), "{err}");
+            &profile,
+            &"--",
+            &bin,
+            &"-seconds",
+            &"1",
+        ]));
+
+        let check = || {
+            let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+                &"--profile",
+                &profile,
+                &"--dry-run",
+                &"--out-dir",
+                &"out",
+                &"--json",
+                &"--",
+                &go,
+                &"build",
+            ];
+            args.extend(flags.iter().map(|f| f as &dyn AsRef<std::ffi::OsStr>));
+            args.extend([&"-o" as &dyn AsRef<std::ffi::OsStr>, &"next", &"."]);
+            let o = apply(&src, &args, &[]);
+            let err = stderr(&o);
+            assert!(o.status.success(), "{err}");
+            let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+            (summary["fresh_percent"].as_f64().unwrap(), err)
+        };
+        let (fresh, err) = check();
+        assert!(
+            fresh > 99.9 && !err.contains("stale:"),
+            "trimpath {trimpath}: {err}"
+        );
+        // The runtime's share (the allocator, memmove, maps) was checked against GOROOT.
+        let share = err
+            .split("% of the weight checked is in the sources of the dependencies")
+            .next()
+            .and_then(|s| s.rsplit('(').next())
+            .and_then(|s| s.parse::<f64>().ok());
+        assert!(
+            share.is_some_and(|s| s >= 1.0),
+            "trimpath {trimpath}: {err}"
+        );
+
+        // The program's own functions moved down a line: most of the weight is stale.
+        let source = std::fs::read_to_string(src.join("main.go")).unwrap();
+        std::fs::write(src.join("main.go"), format!("// moved\n{source}")).unwrap();
+        let (fresh, err) = check();
+        assert!(
+            fresh < 50.0 && err.contains("stale: main."),
+            "trimpath {trimpath}: {err}"
+        );
+    }
 }
 
 #[test]
