@@ -211,30 +211,34 @@ pub fn collect(
         lost: summary.lost,
     });
     let meta = to_profile::Meta {
-        command: match target {
-            Target::Spawn { args, .. } => args
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(" "),
-            Target::Attach { pid } => format!("pid {pid}"),
-        },
+        origin: format!(
+            "pgo collect: {}",
+            match target {
+                Target::Spawn { args, .. } => args
+                    .iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                Target::Attach { pid } => format!("pid {pid}"),
+            }
+        ),
+        event: summary.info.event.name().to_string(),
         executable,
         frequency: options.frequency,
         wall_start,
         unwind_note: format!("unwinding: {} ({unwind_reason})", unwind.name()),
         stack_bytes: options.user_stack_bytes,
+        advice: to_profile::Advice {
+            larger_stack: format!(
+                "give a larger --stack-bytes (this run copied {}, at most {MAX_STACK_BYTES})",
+                options.user_stack_bytes
+            ),
+            frame_pointers: "--unwind fp".to_string(),
+        },
     };
     let processing_started = Instant::now();
-    let (profile, mut warnings) = collector.finish(&summary, &meta);
+    let (profile, warnings) = build_profile(collector, &summary, &meta);
     let processing = processing_started.elapsed();
-    if summary.lost > 0 {
-        warnings.push(format!(
-            "{} samples were lost (the kernel's ring buffer was full); try a lower -F",
-            summary.lost
-        ));
-    }
-    warnings.extend(lineless_program_warning(&profile));
     Ok(Collected {
         profile,
         summary,
@@ -243,6 +247,24 @@ pub fn collect(
         warnings,
         processing,
     })
+}
+
+/// The profile of a finished recording, with the warnings about it: what the collector says,
+/// lost samples, a program without line tables.
+fn build_profile(
+    collector: to_profile::Collector,
+    summary: &Summary,
+    meta: &to_profile::Meta,
+) -> (Profile, Vec<String>) {
+    let (profile, mut warnings) = collector.finish(summary, meta);
+    if summary.lost > 0 {
+        warnings.push(format!(
+            "{} samples were lost (the kernel's ring buffer was full); try a lower -F",
+            summary.lost
+        ));
+    }
+    warnings.extend(lineless_program_warning(&profile));
+    (profile, warnings)
 }
 
 /// A warning when most samples in the program's own code have no source line: it was built

@@ -34,13 +34,27 @@ pub(crate) const LEAF_WORDS: usize = 8;
 
 /// What the profile's header and comments say about the collection.
 pub(crate) struct Meta {
-    pub command: String,
+    /// The first comment: what made the recording (`pgo collect: COMMAND`).
+    pub origin: String,
+    /// The sampled event's name (`cpu-clock`).
+    pub event: String,
     pub executable: Option<PathBuf>,
     pub frequency: u32,
     pub wall_start: std::time::SystemTime,
     pub unwind_note: String,
     /// Bytes of user stack each sample copied (DWARF mode).
     pub stack_bytes: u32,
+    /// How the recorder is told to copy more stack, and to walk frame pointers, for advice.
+    pub advice: Advice,
+}
+
+/// The recorder's own options, for warnings that advise them.
+pub(crate) struct Advice {
+    /// How to copy more stack than `Meta::stack_bytes` (used while that is below the most
+    /// the kernel copies).
+    pub larger_stack: String,
+    /// How to record with frame pointers instead.
+    pub frame_pointers: String,
 }
 
 pub(crate) struct Collector {
@@ -282,12 +296,10 @@ impl Collector {
             .unwrap_or_default();
         b.set_time_nanos(wall.as_nanos() as i64);
         b.set_duration_nanos(summary.ended.saturating_sub(summary.started) as i64);
-        b.add_comment(&format!("pgo collect: {}", meta.command));
+        b.add_comment(&meta.origin);
         b.add_comment(&format!(
             "{} at {} Hz; {}",
-            summary.info.event.name(),
-            meta.frequency,
-            meta.unwind_note
+            meta.event, meta.frequency, meta.unwind_note
         ));
         b.add_comment(&format!(
             "{} samples, {} lost",
@@ -302,11 +314,7 @@ impl Collector {
         {
             // A larger copy is advice only while there is a larger one to give.
             let larger = if meta.stack_bytes < crate::MAX_STACK_BYTES {
-                format!(
-                    "give a larger --stack-bytes (this run copied {}, at most {}), or ",
-                    meta.stack_bytes,
-                    crate::MAX_STACK_BYTES
-                )
+                format!("{}, or ", meta.advice.larger_stack)
             } else {
                 format!(
                     "the copy is at its largest ({} bytes): ",
@@ -316,8 +324,9 @@ impl Collector {
             warnings.push(format!(
                 "{:.0}% of the stacks were deeper than the stack copy, so their callers are \
                  missing: {larger}build with frame pointers (-Cforce-frame-pointers=yes, \
-                 -fno-omit-frame-pointer) and use --unwind fp",
-                d.cut_short as f64 * 100.0 / d.unwound as f64
+                 -fno-omit-frame-pointer) and use {}",
+                d.cut_short as f64 * 100.0 / d.unwound as f64,
+                meta.advice.frame_pointers
             ));
         }
 
