@@ -280,7 +280,9 @@ fn lineless_program_warning(profile: &Profile) -> Option<String> {
         let Some(leaf) = sample.location_id.first().and_then(|id| view.location(*id)) else {
             continue;
         };
-        if leaf.mapping_id != main.id {
+        // An address nothing named (a stripped file) says nothing of line tables: the
+        // stripped-file warning says what it is.
+        if leaf.mapping_id != main.id || leaf.line.is_empty() {
             continue;
         }
         total += weight;
