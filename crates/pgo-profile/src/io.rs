@@ -32,6 +32,11 @@ pub fn gunzip_if_needed(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// What reading a perf.data file as a profile says.
+pub(crate) const PERF_DATA_UNREADABLE: &str = "a perf.data file (from `perf record`), not a \
+    pprof profile: its addresses need symbolizing, which the `pgo` command does (`pgo convert \
+    FILE -o profile.pb.gz`) and this library does not (pgo_collect::import_perf_data does)";
+
 /// Decodes a pprof profile from raw or gzipped protobuf bytes and validates it.
 pub fn decode_profile(bytes: Vec<u8>) -> Result<Profile, String> {
     if bytes.is_empty() {
@@ -40,6 +45,9 @@ pub fn decode_profile(bytes: Vec<u8>) -> Result<Profile, String> {
     let raw = gunzip_if_needed(bytes)?;
     if raw.is_empty() {
         return Err("gzip data decompresses to nothing, not a profile".into());
+    }
+    if crate::is_perf_data(&raw) {
+        return Err(PERF_DATA_UNREADABLE.into());
     }
     let profile = Profile::decode(&raw[..])
         .map_err(|e| format!("not a pprof profile: protobuf decoding failed ({e})"))?;

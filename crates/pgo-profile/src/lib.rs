@@ -44,11 +44,23 @@ pub enum Format {
     Folded,
     /// The text `perf script` prints.
     PerfScript,
+    /// `perf record`'s binary perf.data (a file's, or a pipe's from `perf record -o -`). Its
+    /// addresses need symbolizing, which this crate does not do: `pgo-collect` reads it.
+    PerfData,
+}
+
+/// Whether a file starts like a perf.data file: `PERFILE2` (or byte-swapped, `2ELIFREP`, from
+/// a big-endian machine), in files and pipes alike.
+pub fn is_perf_data(prefix: &[u8]) -> bool {
+    prefix.starts_with(b"PERFILE2") || prefix.starts_with(b"2ELIFREP")
 }
 
 impl Format {
     /// Guesses the format of a file's (decompressed) contents.
     pub fn detect(bytes: &[u8]) -> Format {
+        if is_perf_data(bytes) {
+            return Format::PerfData;
+        }
         let Ok(text) = std::str::from_utf8(bytes) else {
             return Format::Pprof;
         };
@@ -77,7 +89,8 @@ impl Format {
 }
 
 /// Reads a profile from `path` in `format`, or in the format its contents show when `None`.
-/// Text inputs may be gzipped too.
+/// Text inputs may be gzipped too. A perf.data file is an error that says what it is: reading
+/// one takes symbolizing, which is `pgo_collect::import_perf_data`'s job.
 pub fn load(path: impl AsRef<Path>, format: Option<Format>) -> Result<Profile, Error> {
     let path = path.as_ref();
     let bytes = read_file(path)?;
@@ -87,6 +100,7 @@ pub fn load(path: impl AsRef<Path>, format: Option<Format>) -> Result<Profile, E
     let raw = gunzip_if_needed(bytes).map_err(|e| Error::new(path, e))?;
     let result = match format.unwrap_or_else(|| Format::detect(&raw)) {
         Format::Pprof => decode_profile(raw),
+        Format::PerfData => Err(io::PERF_DATA_UNREADABLE.to_string()),
         format => {
             let text = String::from_utf8(raw).map_err(|e| {
                 let at = e.utf8_error().valid_up_to();

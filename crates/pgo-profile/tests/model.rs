@@ -522,3 +522,28 @@ fn the_main_mapping_is_the_program_samples_pass_through_not_the_library_they_end
     assert!(!pgo_profile::could_be_program("/usr/lib/libz.so.1.3"));
     assert!(pgo_profile::could_be_program("/usr/bin/python3.11"));
 }
+
+#[test]
+fn a_perf_data_file_is_said_to_be_one_not_a_broken_pprof() {
+    // perf.data's header starts with its magic, in files and pipes alike; the rest is binary.
+    let mut file_header = b"PERFILE2".to_vec();
+    file_header.extend_from_slice(&104u64.to_le_bytes());
+    file_header.extend_from_slice(&[0x88; 96]);
+    let mut pipe_header = b"PERFILE2".to_vec();
+    pipe_header.extend_from_slice(&16u64.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in [("perf.data", file_header), ("pipe.data", pipe_header)] {
+        assert_eq!(Format::detect(&bytes), Format::PerfData, "{name}");
+        assert!(pgo_profile::is_perf_data(&bytes));
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        for format in [None, Some(Format::PerfData), Some(Format::Pprof)] {
+            let e = pgo_profile::load(&path, format).unwrap_err();
+            assert_eq!(e.file, path.display().to_string());
+            assert!(e.problem.contains("a perf.data file"), "{format:?}: {e}");
+            assert!(!e.problem.contains("protobuf"), "{e}");
+            assert!(!e.to_string().contains('\n'));
+        }
+    }
+    assert!(!pgo_profile::is_perf_data(b"PERFILE"));
+}
