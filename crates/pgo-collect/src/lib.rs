@@ -5,13 +5,16 @@
 //! or DWARF unwinding of user-stack copies for binaries without frame pointers), symbolize every
 //! address with `pgo-symbolize` (inline frames, lines, columns, start lines, build IDs), and build
 //! a profile with `pgo-profile` that keeps each location's exact address and mapping. It also
-//! fetches profiles from `/debug/pprof/profile` endpoints.
+//! reads `perf record`'s perf.data files ([`import_perf_data`]: their records become the same
+//! events, through the same pipeline, so the profile is the one `pgo collect` would have made
+//! of them) and fetches profiles from `/debug/pprof/profile` endpoints.
 //!
 //! It does not analyze profiles, draw them, or parse command lines (that is `pgo-cli`).
 
 mod address_space;
 mod frame_pointers;
 mod kallsyms;
+mod perf_data;
 mod to_profile;
 mod url;
 
@@ -25,6 +28,7 @@ pub use pgo_record::{DEFAULT_FREQUENCY, Target};
 use pgo_record::{Event, RecordOptions, Summary};
 
 pub use frame_pointers::{FramePointerVerdict, detect_frame_pointers};
+pub use perf_data::{Imported, import_perf_data};
 pub use url::fetch_profile;
 
 /// How call stacks are rebuilt.
@@ -250,7 +254,8 @@ pub fn collect(
 }
 
 /// The profile of a finished recording, with the warnings about it: what the collector says,
-/// lost samples, a program without line tables.
+/// lost samples, a program without line tables. `pgo collect` and the perf.data importer share
+/// it.
 fn build_profile(
     collector: to_profile::Collector,
     summary: &Summary,
@@ -280,8 +285,8 @@ fn lineless_program_warning(profile: &Profile) -> Option<String> {
         let Some(leaf) = sample.location_id.first().and_then(|id| view.location(*id)) else {
             continue;
         };
-        // An address nothing named (a stripped file) says nothing of line tables: the
-        // stripped-file warning says what it is.
+        // An address nothing named (a stripped file, or one rebuilt since a perf.data
+        // recording) says nothing of line tables: other warnings say what it is.
         if leaf.mapping_id != main.id || leaf.line.is_empty() {
             continue;
         }
