@@ -21,34 +21,6 @@ use std::time::Duration;
 use common::*;
 use pgo_profile::{Profile, ProfileView};
 
-/// Builds `fixtures/collect-rust` in release mode (debug info on), with or without frame
-/// pointers, into its own target directory under the workspace's `target/`.
-fn rust_fixture(frame_pointers: bool) -> PathBuf {
-    rust_fixture_with(
-        &format!("fp{}", frame_pointers as u8),
-        if frame_pointers {
-            "-Cforce-frame-pointers=yes"
-        } else {
-            ""
-        },
-    )
-}
-
-/// `fixtures/collect-rust` built with these rustflags (`tag` names its target directory).
-fn rust_fixture_with(tag: &str, rustflags: &str) -> PathBuf {
-    let target = root().join(format!("target/fixture-builds/collect-rust-{tag}"));
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--release", "--quiet", "--manifest-path"])
-        .arg(root().join("fixtures/collect-rust/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .env_remove("RUSTFLAGS")
-        .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
-    let status = cmd.status().expect("cargo runs");
-    assert!(status.success(), "building the Rust fixture failed");
-    target.join("release/collect-rust")
-}
-
 /// Builds `fixtures/go-cpu` with `go` into `dir`.
 fn go_fixture(go: &Path, dir: &Path) -> PathBuf {
     let binary = dir.join("gocpu");
@@ -162,15 +134,6 @@ fn callgrind_inclusive(binary: &Path, args: &[&str], dir: &Path) -> BTreeMap<Str
         }
     }
     counts
-}
-
-/// The 1-based line of `fn NAME` in `source`.
-fn fn_line(source: &str, name: &str) -> i64 {
-    source
-        .lines()
-        .position(|l| l.trim_start().starts_with(&format!("fn {name}(")))
-        .map(|i| i as i64 + 1)
-        .unwrap_or_else(|| panic!("fn {name} in the source"))
 }
 
 fn check_rust_accuracy(frame_pointers: bool) {

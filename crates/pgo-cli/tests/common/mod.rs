@@ -17,6 +17,17 @@ pub fn profiles() -> PathBuf {
 /// A plain release build of `fixtures/analyze-rust` (into `target/fixture-builds/TARGET`)
 /// and one `pgo collect` profile of it: the binary and the profile.
 pub fn analyze_rust_fixture(target: &str) -> (PathBuf, PathBuf) {
+    let binary = analyze_rust_build(target);
+    let profile = root()
+        .join("target/fixture-builds")
+        .join(target)
+        .join("analyze-rust.pb.gz");
+    ok(pgo(&[&"collect", &"-o", &profile, &"--", &binary]));
+    (binary, profile)
+}
+
+/// A plain release build of `fixtures/analyze-rust` into `target/fixture-builds/TARGET`.
+pub fn analyze_rust_build(target: &str) -> PathBuf {
     let target = root().join("target/fixture-builds").join(target);
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "--quiet", "--manifest-path"])
@@ -28,10 +39,44 @@ pub fn analyze_rust_fixture(target: &str) -> (PathBuf, PathBuf) {
         .status()
         .unwrap();
     assert!(status.success());
-    let binary = target.join("release/analyze-rust");
-    let profile = target.join("analyze-rust.pb.gz");
-    ok(pgo(&[&"collect", &"-o", &profile, &"--", &binary]));
-    (binary, profile)
+    target.join("release/analyze-rust")
+}
+
+/// Builds `fixtures/collect-rust` in release mode (debug info on), with or without frame
+/// pointers, into its own target directory under the workspace's `target/`.
+pub fn rust_fixture(frame_pointers: bool) -> PathBuf {
+    rust_fixture_with(
+        &format!("fp{}", frame_pointers as u8),
+        if frame_pointers {
+            "-Cforce-frame-pointers=yes"
+        } else {
+            ""
+        },
+    )
+}
+
+/// `fixtures/collect-rust` built with these rustflags (`tag` names its target directory).
+pub fn rust_fixture_with(tag: &str, rustflags: &str) -> PathBuf {
+    let target = root().join(format!("target/fixture-builds/collect-rust-{tag}"));
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(root().join("fixtures/collect-rust/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("RUSTFLAGS")
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "building the Rust fixture failed");
+    target.join("release/collect-rust")
+}
+
+/// The 1-based line of `fn NAME` in `source`.
+pub fn fn_line(source: &str, name: &str) -> i64 {
+    source
+        .lines()
+        .position(|l| l.trim_start().starts_with(&format!("fn {name}(")))
+        .map(|i| i as i64 + 1)
+        .unwrap_or_else(|| panic!("fn {name} in the source"))
 }
 
 pub fn profile(name: &str) -> PathBuf {
