@@ -167,7 +167,8 @@ fn test(extra: &[String]) -> Result<(), String> {
     // dwz: the symbolizer's test of Debian-style supplementary debug files; make: the clang
     // backend's test of a Makefile that ignores CFLAGS; gcc: its warning that GCC built a
     // program without the profile. LLVM 22 (the version rustc 1.95 carries): the apply
-    // backends' tests read and use what they write.
+    // backends' tests read and use what they write. perf: the tests of reading perf.data
+    // record real programs with it.
     ensure_debian_packages(&[
         ("dwz", "dwz"),
         ("make", "make"),
@@ -176,6 +177,7 @@ fn test(extra: &[String]) -> Result<(), String> {
         ("clang-22", "clang-22"),
         ("ld.lld-22", "lld-22"),
         ("llvm-bolt-22", "bolt-22"),
+        ("perf", "linux-perf"),
     ])?;
     let go_dir = ensure_go()?;
     let path = std::env::join_paths(std::iter::once(go_dir).chain(std::env::split_paths(

@@ -858,6 +858,7 @@ pgo apply --profile prod.pb.gz -- cargo build --release\n  \
 pgo apply --profile a.pb.gz --profile b.pb.gz --fail-below 90 --json -- cargo build --release\n  \
 pgo apply --profile app.pb.gz --backend clang -- make CC=clang-22\n  \
 pgo apply --profile cpu.pprof --backend go -- go build -o app .\n  \
+pgo apply --profile perf.data -- cargo build --release   (perf record's file, read as collect's)\n  \
 pgo apply --profile p.pb.gz --dry-run      (print the environment, write the files, no build)\n  \
 pgo apply --allow-missing -- cargo build --release   (no profile yet: the binary to profile)";
 

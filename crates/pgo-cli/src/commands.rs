@@ -56,9 +56,10 @@ enum Command {
     /// write what the toolchain consumes, and run the build with it.
     #[command(after_help = crate::apply::EXAMPLES)]
     Apply(crate::apply::ApplyArgs),
-    /// Convert folded stacks or `perf script` output to pprof (or a profile to folded stacks).
+    /// Convert perf.data, folded stacks or `perf script` output to pprof (or a profile to
+    /// folded stacks).
     #[command(
-        after_help = "Examples:\n  perf script > out.perf && pgo convert out.perf -o perf.pb.gz\n  pgo convert stacks.folded --from folded -o stacks.pb.gz\n  pgo convert cpu.pb.gz --to folded -o cpu.folded"
+        after_help = "Examples:\n  pgo convert perf.data -o perf.pb.gz\n  perf script > out.perf && pgo convert out.perf -o perf.pb.gz\n  pgo convert stacks.folded --from folded -o stacks.pb.gz\n  pgo convert cpu.pb.gz --to folded -o cpu.folded"
     )]
     Convert(ConvertArgs),
 }
@@ -69,6 +70,8 @@ enum InputFormat {
     Pprof,
     Folded,
     PerfScript,
+    // `perf record`'s perf.data, symbolized by pgo-collect from the binaries it names.
+    PerfData,
 }
 
 impl From<InputFormat> for Format {
@@ -77,6 +80,7 @@ impl From<InputFormat> for Format {
             InputFormat::Pprof => Format::Pprof,
             InputFormat::Folded => Format::Folded,
             InputFormat::PerfScript => Format::PerfScript,
+            InputFormat::PerfData => Format::PerfData,
         }
     }
 }
@@ -109,7 +113,8 @@ impl InputArgs {
 
 #[derive(Args)]
 struct TopArgs {
-    /// Profiles to read (pprof, gzipped or not; folded stacks; perf script). Several are merged.
+    /// Profiles to read (pprof, gzipped or not; folded stacks; perf script; perf.data). Several
+    /// are merged.
     #[arg(required = true, value_name = "PROFILE")]
     profiles: Vec<PathBuf>,
     /// Sort by cumulative weight instead of flat.
@@ -240,7 +245,7 @@ pub(crate) fn load_merged(
 ) -> Result<Profile, Error> {
     let format = input.from.map(Format::from);
     if let [path] = paths {
-        let profile = pgo_profile::load(path, format)?;
+        let profile = load_one(path, format)?;
         if weights.iter().all(|w| *w == 1.0) {
             return Ok(profile);
         }
@@ -252,7 +257,7 @@ pub(crate) fn load_merged(
     let mut loaded = Vec::with_capacity(paths.len());
     let mut empty = Vec::new();
     for (i, path) in paths.iter().enumerate() {
-        match pgo_profile::load(path, format) {
+        match load_one(path, format) {
             Ok(profile) => loaded.push((
                 path_str(path),
                 profile,
@@ -274,6 +279,35 @@ pub(crate) fn load_merged(
         );
     }
     merge_loaded(loaded)
+}
+
+/// Reads one profile: a perf.data file (detected by its first bytes, without reading the
+/// rest) is symbolized by pgo-collect's importer, anything else read by pgo-profile.
+fn load_one(path: &Path, format: Option<Format>) -> Result<Profile, Error> {
+    let is_perf_data = match format {
+        Some(format) => format == Format::PerfData,
+        None => starts_like_perf_data(path),
+    };
+    if !is_perf_data {
+        return pgo_profile::load(path, format);
+    }
+    let imported = pgo_collect::import_perf_data(path).map_err(|e| Error::new(path, e))?;
+    for w in &imported.warnings {
+        eprintln!("pgo: warning: {w}");
+    }
+    // As for every other input: one without samples is said so (and skipped in a merge).
+    pgo_profile::validate(&imported.profile).map_err(|e| Error::new(path, e))?;
+    Ok(imported.profile)
+}
+
+/// Whether the file at `path` starts with perf.data's magic (false when it cannot be read:
+/// then reading it as a profile says why).
+fn starts_like_perf_data(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| pgo_profile::is_perf_data(&magic))
 }
 
 /// Merges `(file name, profile, weight)` triples.
