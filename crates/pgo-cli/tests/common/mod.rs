@@ -79,6 +79,39 @@ pub fn fn_line(source: &str, name: &str) -> i64 {
         .unwrap_or_else(|| panic!("fn {name} in the source"))
 }
 
+/// What a profile of the collect-rust fixture carries however it was recorded (`pgo collect`,
+/// or perf.data read by pgo): `step` as an inline frame of `sixty`, every function's start
+/// line as in the source, linkage names and file names.
+pub fn assert_collect_rust_symbolized(profile: &pgo_profile::Profile) {
+    let source = std::fs::read_to_string(root().join("fixtures/collect-rust/src/main.rs")).unwrap();
+    let view = pgo_profile::ProfileView::new(profile);
+    let inlined_step = profile.location.iter().any(|l| {
+        let names: Vec<String> = view
+            .location_frames(l)
+            .iter()
+            .map(|f| view.frame_name(f).into_owned())
+            .collect();
+        names
+            .iter()
+            .position(|n| n == "collect_rust::step")
+            .is_some_and(|i| names.get(i + 1).is_some_and(|n| n == "collect_rust::sixty"))
+    });
+    assert!(inlined_step, "step shows as an inline frame of sixty");
+    for name in ["step", "sixty", "thirty", "ten", "run"] {
+        let f = profile
+            .function
+            .iter()
+            .find(|f| view.str(f.name) == format!("collect_rust::{name}"))
+            .unwrap_or_else(|| panic!("collect_rust::{name} in the profile"));
+        assert_eq!(f.start_line, fn_line(&source, name), "start line of {name}");
+        assert!(
+            view.str(f.system_name).starts_with("_ZN"),
+            "linkage name kept for {name}"
+        );
+        assert!(view.str(f.filename).ends_with("src/main.rs"), "{name}");
+    }
+}
+
 pub fn profile(name: &str) -> PathBuf {
     profiles().join(name)
 }
