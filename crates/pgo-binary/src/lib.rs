@@ -384,6 +384,21 @@ impl Binary {
         }
     }
 
+    /// The one direct call (not a tail jump) in the function starting at `from` to the
+    /// function starting at `to`; `None` when it has none or several (which of them ran
+    /// cannot then be told).
+    pub fn only_direct_call(&self, from: u64, to: u64) -> Option<CallInstr> {
+        let func = self.function_at(from).filter(|f| f.start == from)?;
+        let cfg = self.cfg(func).ok()?;
+        let mut calls = cfg
+            .blocks
+            .iter()
+            .flat_map(|b| &b.calls)
+            .filter(|c| !c.tail_call && c.kind == CallKind::Direct { target: to });
+        let call = *calls.next()?;
+        calls.next().is_none().then_some(call)
+    }
+
     /// Depth-first search for [`Binary::tail_call_chain`]; stops at a second chain.
     fn tail_call_paths(&self, search: &mut ChainSearch, at: u64, hops_left: usize) {
         if hops_left == 0 {

@@ -205,6 +205,66 @@ fn perf_data_with_frame_pointers_agrees_with_perf_script_and_is_symbolized_as_co
     assert!(names.iter().any(|n| n.starts_with("main.")), "{names:?}");
 }
 
+/// `perf record -g` copies no stack, so when a sample stops in a leaf that sets up no frame
+/// (Go's small leaves: the Go fixture's `mix64`), the kernel's walk skips the leaf's caller
+/// (`hashBlock`), and `perf report` shows `mix64` called from `hashStage`. pgo puts the
+/// caller back from the code (`hashStage` calls `hashBlock`, which calls `mix64` from one
+/// place): `hashBlock` is on (nearly) every stack `mix64` is on, as in `pgo collect`'s
+/// profile of the same program.
+#[test]
+fn a_frameless_leafs_caller_is_restored_without_stack_words() {
+    let (Some(perf), Some(go)) = (perf(), go()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for f in ["main.go", "go.mod"] {
+        std::fs::copy(root().join("fixtures/go-cpu").join(f), src.join(f)).unwrap();
+    }
+    let bin = dir.path().join("gocpu");
+    let built = Command::new(&go)
+        .current_dir(&src)
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr(&built));
+    let data = dir.path().join("perf.data");
+    {
+        let _turn = cpu_turn();
+        perf_record(&perf, &data, &["-g"], &[&bin, &"-seconds", &"1"]);
+    }
+    let profile = convert(&data, dir.path(), &[]);
+    let view = ProfileView::new(&profile);
+    let index = view.sample_index(Some("cpu")).unwrap();
+    let (mut leaf, mut under_caller) = (0i64, 0i64);
+    for s in &profile.sample {
+        let names: Vec<String> = view
+            .frames(s)
+            .map(|f| view.frame_name(&f).into_owned())
+            .collect();
+        if names.first().is_some_and(|n| n == "main.mix64") {
+            leaf += s.value[index];
+            if names.get(1).is_some_and(|n| n == "main.hashBlock") {
+                under_caller += s.value[index];
+            }
+        }
+    }
+    assert!(leaf > 0, "mix64 is sampled");
+    assert!(
+        under_caller as f64 >= 0.9 * leaf as f64,
+        "hashBlock calls mix64 on {under_caller} of {leaf} ns"
+    );
+    assert!(
+        profile.comment.iter().any(|c| view
+            .str(*c)
+            .contains("from the code (no stack words were copied)")),
+        "the profile says what was repaired"
+    );
+}
+
 #[test]
 fn perf_data_with_dwarf_stack_copies_is_unwound_to_main() {
     let Some(perf) = perf() else { return };

@@ -27,6 +27,9 @@ struct RawSample {
     /// Frame-pointer mode, user-mode samples: the words at the stack pointer, where a
     /// frameless leaf's return address is.
     leaf_words: Option<[u64; LEAF_WORDS]>,
+    /// Frame-pointer mode without those words (`perf record -g` copies no stack): a frameless
+    /// leaf's caller can only be told from the code ([`Collector::restore_callers_by_code`]).
+    leaf_unread: bool,
 }
 
 /// Words of stack copied at the stack pointer in frame-pointer mode.
@@ -279,6 +282,7 @@ impl Collector {
             period: s.period,
             addresses,
             kernel,
+            leaf_unread: self.dwarf.is_none() && leaf_words.is_none(),
             leaf_words,
         }
     }
@@ -342,6 +346,13 @@ impl Collector {
         if leaf_fixes > 0 {
             b.add_comment(&format!(
                 "frame pointers: restored the caller of a frameless leaf function in {leaf_fixes} samples"
+            ));
+        }
+        let code_fixes = self.restore_callers_by_code(&mut code);
+        if code_fixes > 0 {
+            b.add_comment(&format!(
+                "frame pointers: restored the caller of a frameless leaf function from the code \
+                 (no stack words were copied) in {code_fixes} samples"
             ));
         }
         let (tail_fixes, tail_frames) = self.restore_tail_callers(&mut code);
@@ -547,6 +558,45 @@ impl Collector {
             };
             if code.follows_call(&self.spaces.mmaps[rm], ret) {
                 s.addresses.insert(leaf + 1, ret);
+                fixed += 1;
+            }
+        }
+        fixed
+    }
+
+    /// Frame-pointer mode without the stack words at the leaf (`perf record -g`): where the
+    /// leaf has not set up its frame at the sampled instruction (so the kernel's walk went on
+    /// from its caller's frame and skipped the caller), the first return address is after a
+    /// direct call to another function; when that function calls the leaf's function directly
+    /// from exactly one place, that call is the missing frame. Returns how many samples were
+    /// fixed.
+    fn restore_callers_by_code(&mut self, code: &mut CodeCache) -> usize {
+        let mut found: FxHashMap<(usize, u64, u64), Option<u64>> = FxHashMap::default();
+        let mut fixed = 0;
+        for s in &mut self.samples {
+            if !std::mem::take(&mut s.leaf_unread) {
+                continue;
+            }
+            let leaf = s.kernel;
+            let (Some(&ip), Some(&ret)) = (s.addresses.get(leaf), s.addresses.get(leaf + 1)) else {
+                continue;
+            };
+            let (Some(m), Some(rm)) = (
+                self.spaces.find(s.pid, ip, s.time),
+                self.spaces.find(s.pid, ret, s.time),
+            ) else {
+                continue;
+            };
+            let caller = *found.entry((m, ip, ret)).or_insert_with(|| {
+                let (m, rm) = (&self.spaces.mmaps[m], &self.spaces.mmaps[rm]);
+                if m.filename != rm.filename {
+                    return None;
+                }
+                code.return_slot(m, ip)?;
+                code.only_caller_of_leaf(m, ret, ip)
+            });
+            if let Some(caller) = caller {
+                s.addresses.insert(leaf + 1, caller);
                 fixed += 1;
             }
         }
@@ -774,6 +824,26 @@ impl CodeCache {
                 .map(|jump| jump.return_address.wrapping_add(bias))
                 .collect(),
         )
+    }
+
+    /// For a frameless leaf at `ip` whose stack shows `ret` above it: the return address (at
+    /// run time) of the one direct call to `ip`'s function in the function the call before
+    /// `ret` calls, when that is not `ip`'s function (both in `m`'s file).
+    fn only_caller_of_leaf(&mut self, m: &pgo_record::MmapEvent, ret: u64, ip: u64) -> Option<u64> {
+        let file = self.file(&m.filename)?;
+        let ret_svma = file.info.svma_for_runtime_address(ret, m.start, m.pgoff)?;
+        let ip_svma = file.info.svma_for_runtime_address(ip, m.start, m.pgoff)?;
+        let pgo_binary::CallKind::Direct { target } =
+            file.binary.call_at_return_address(ret_svma)?.kind
+        else {
+            return None;
+        };
+        let leaf = file.binary.function_at(ip_svma)?.start;
+        if leaf == target {
+            return None;
+        }
+        let call = file.binary.only_direct_call(target, leaf)?;
+        Some(call.return_address.wrapping_add(ret.wrapping_sub(ret_svma)))
     }
 
     /// Whether `address` is just after a call instruction: a real return address.
