@@ -299,6 +299,22 @@ fn perf_data_with_dwarf_stack_copies_is_unwound_to_main() {
             .any(|c| view.str(*c).contains("unwinding: dwarf")),
         "the profile says it was unwound with DWARF"
     );
+    assert!(!stderr(&pgo(&[&"top", &data])).contains("frame pointer"));
+
+    // The same program recorded with -g: its stacks are broken, and pgo says why and what to
+    // do instead.
+    let walked = dir.path().join("fp.data");
+    {
+        let _turn = cpu_turn();
+        perf_record(&perf, &walked, &["-g"], &[&binary, &"100"]);
+    }
+    let err = stderr(&pgo(&[&"top", &walked]));
+    assert!(
+        err.contains("set up a frame pointer")
+            && err.contains("perf record -g took through it are broken")
+            && err.contains("--call-graph dwarf"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -483,6 +483,18 @@ fn import<R: Read>(
         Some(i) => cmdline[i + 1..].join(" "),
         None => cmdline.join(" "),
     };
+    // `perf record -g` walks frame pointers; through code that keeps none the stacks are
+    // wrong (frames skipped, or made of whatever the register held), whoever reads them.
+    let no_frame_pointers = (unwind == UnwindMode::FramePointers)
+        .then(|| executable.as_deref())
+        .flatten()
+        .and_then(|exe| match crate::detect_frame_pointers(exe) {
+            crate::FramePointerVerdict::Absent(why) => Some(format!(
+                "{why}: the stacks perf record -g took through it are broken; record with \
+                 perf record --call-graph dwarf (or build with frame pointers)"
+            )),
+            crate::FramePointerVerdict::Present(_) => None,
+        });
     let meta = Meta {
         origin: if recorded.is_empty() {
             "perf record (perf.data)".to_string()
@@ -514,6 +526,7 @@ fn import<R: Read>(
             .any(|(path, _)| w.starts_with(&format!("cannot symbolize {path}: ")))
     });
     warnings.extend(rebuilt.into_iter().map(|(_, warning)| warning));
+    warnings.extend(no_frame_pointers);
     let mut others: Vec<(usize, u64)> = other_events.into_iter().collect();
     others.sort();
     for (index, count) in others {
