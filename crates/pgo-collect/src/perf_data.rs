@@ -486,7 +486,7 @@ fn import<R: Read>(
     // `perf record -g` walks frame pointers; through code that keeps none the stacks are
     // wrong (frames skipped, or made of whatever the register held), whoever reads them.
     let no_frame_pointers = (unwind == UnwindMode::FramePointers)
-        .then(|| executable.as_deref())
+        .then_some(executable.as_deref())
         .flatten()
         .and_then(|exe| match crate::detect_frame_pointers(exe) {
             crate::FramePointerVerdict::Absent(why) => Some(format!(
