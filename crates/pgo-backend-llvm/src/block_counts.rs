@@ -68,7 +68,9 @@ impl ProfiledBinary {
             .ok_or("the profile has no addresses in a mapped file")?;
         let file = view.str(mapping.filename);
         let build_id = view.str(mapping.build_id);
-        let path = Path::new(file);
+        // The file on disk, or the copy perf's build-ID cache kept of the recorded build.
+        let found = pgo_symbolize::binary_with_build_id(Path::new(file), build_id);
+        let path = found.as_deref().unwrap_or(Path::new(file));
         let binary = pgo_binary::Binary::open(path).map_err(|e| format!("{file}: {e}"))?;
         if build_id.is_empty() || binary.build_id() != build_id {
             return Err(format!(

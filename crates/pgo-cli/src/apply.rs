@@ -276,11 +276,11 @@ fn main_binary(profile: &pgo_profile::Profile) -> Option<(PathBuf, String)> {
     Some((PathBuf::from(file), view.str(m.build_id).to_string()))
 }
 
-/// The profiled binary, when it is still on disk with the same build ID.
+/// The profiled binary, when it is still on disk with the same build ID, or `perf record`
+/// kept a copy of it in its build-ID cache.
 fn profiled_binary(profile: &pgo_profile::Profile) -> Option<PathBuf> {
     let (path, build_id) = main_binary(profile)?;
-    let bin = pgo_binary::Binary::open(&path).ok()?;
-    (!build_id.is_empty() && bin.build_id() == build_id).then_some(path)
+    pgo_symbolize::binary_with_build_id(&path, &build_id)
 }
 
 /// Where to look for the program a build makes, worked out once per `pgo apply` (for cargo,

@@ -330,7 +330,18 @@ fn a_binary_rebuilt_since_the_recording_is_named_and_left_unsymbolized() {
     }
     // Another build at the same path (the same program without frame pointers).
     std::fs::copy(rust_fixture(false), &program).unwrap();
-    let o = pgo(&[&"top", &data, &"-n", &"0"]);
+    // perf's build-ID cache (`~/.debug`) may hold the recorded build from another run.
+    let no_cache = dir.path().join("no-cache");
+    let o = Command::new(env!("CARGO_BIN_EXE_pgo"))
+        .args([
+            OsStr::new("top"),
+            data.as_os_str(),
+            OsStr::new("-n"),
+            OsStr::new("0"),
+        ])
+        .env("PERF_BUILDID_DIR", &no_cache)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     let warning = err
@@ -345,6 +356,78 @@ fn a_binary_rebuilt_since_the_recording_is_named_and_left_unsymbolized() {
     assert!(!err.contains("no source line"), "{err}");
     // Its symbols would be another build's: none are given.
     assert!(!stdout(&o).contains("collect_rust::"), "{}", stdout(&o));
+}
+
+/// `perf record` without `-N` copies every binary it sampled into its build-ID cache
+/// (`~/.debug`, or `perf --buildid-dir DIR`, which pgo is pointed to with the variable perf
+/// exports for its own scripts, `PERF_BUILDID_DIR`): a perf.data stays readable after the program is
+/// rebuilt, the usual CI order (record, then `pgo apply` rebuilds). pgo reads the recorded
+/// build from there for names, lines and code, and `pgo apply` analyzes it.
+#[test]
+fn a_rebuilt_binary_is_read_from_perfs_build_id_cache() {
+    let Some(perf) = perf() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("buildid-cache");
+    let program = dir.path().join("prog");
+    std::fs::copy(rust_fixture(true), &program).unwrap();
+    let data = dir.path().join("perf.data");
+    {
+        let _turn = cpu_turn();
+        let o = Command::new(&perf)
+            .arg("--buildid-dir")
+            .arg(&cache)
+            .args(["record", "-e", "cpu-clock", "-F", "999", "-q", "-g", "-o"])
+            .arg(&data)
+            .arg("--")
+            .arg(&program)
+            .arg("100")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "perf record failed: {}", stderr(&o));
+    }
+    // A new file, as a linker writes (perf's cache may be a hard link to the recorded one).
+    std::fs::remove_file(&program).unwrap();
+    std::fs::copy(rust_fixture(false), &program).unwrap();
+    let pgo_cached = |args: &[&OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_pgo"))
+            .args(args)
+            .env("PERF_BUILDID_DIR", &cache)
+            .output()
+            .unwrap()
+    };
+    let out = dir.path().join("p.pb.gz");
+    let o = pgo_cached(&[
+        OsStr::new("convert"),
+        data.as_os_str(),
+        OsStr::new("-o"),
+        out.as_os_str(),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("is not the build perf recorded"), "{err}");
+    let profile = pgo_profile::read_profile(&out).unwrap();
+    assert_collect_rust_symbolized(&profile);
+    let cum = shares(&profile, false);
+    let main = cum.get("collect_rust::main").copied().unwrap_or(0.0);
+    assert!(main > 0.9, "main on {:.1}% of the stacks", main * 100.0);
+
+    // `pgo apply` reads the recorded build's code (its blocks' execution counts) from the
+    // cache too.
+    let o = pgo_cached(&[
+        OsStr::new("apply"),
+        OsStr::new("--dry-run"),
+        OsStr::new("--profile"),
+        data.as_os_str(),
+        OsStr::new("--backend"),
+        OsStr::new("clang"),
+        OsStr::new("--out-dir"),
+        dir.path().join("out").as_os_str(),
+        OsStr::new("--"),
+        OsStr::new("make"),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("note: execution counts from"), "{err}");
 }
 
 #[test]

@@ -485,8 +485,14 @@ fn import<R: Read>(
     };
     // `perf record -g` walks frame pointers; through code that keeps none the stacks are
     // wrong (frames skipped, or made of whatever the register held), whoever reads them.
+    // The recorded build: a binary rebuilt since says nothing of it (and is warned about).
+    let recorded_executable = executable.as_deref().and_then(|exe| {
+        let id = build_ids.get(exe)?;
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        pgo_symbolize::binary_with_build_id(exe, &hex)
+    });
     let no_frame_pointers = (unwind == UnwindMode::FramePointers)
-        .then_some(executable.as_deref())
+        .then_some(recorded_executable.as_deref())
         .flatten()
         .and_then(|exe| match crate::detect_frame_pointers(exe) {
             crate::FramePointerVerdict::Absent(why) => Some(format!(
@@ -648,7 +654,10 @@ fn rebuilt_binaries(profile: &Profile) -> Vec<(String, String)> {
         let Ok(info) = pgo_symbolize::ObjectInfo::read(Path::new(path)) else {
             continue;
         };
-        if info.build_id != recorded {
+        // perf's build-ID cache keeps the recorded build, unless recorded with -N.
+        if info.build_id != recorded
+            && pgo_symbolize::binary_with_build_id(Path::new(path), recorded).is_none()
+        {
             let on_disk = if info.build_id.is_empty() {
                 "none".to_string()
             } else {
@@ -658,10 +667,11 @@ fn rebuilt_binaries(profile: &Profile) -> Vec<(String, String)> {
                 path.to_string(),
                 format!(
                     "{path} is not the build perf recorded (build ID {on_disk} on disk, \
-                     {recorded} in perf.data): it was rebuilt since, so its samples are left \
-                     unsymbolized (a debug file with the recorded build ID under \
-                     /usr/lib/debug would be used); convert perf.data with `pgo convert` \
-                     right after recording, before rebuilding"
+                     {recorded} in perf.data, and not in perf's build-ID cache): it was \
+                     rebuilt since, so its samples are left unsymbolized (a debug file with \
+                     the recorded build ID under /usr/lib/debug would be used); record \
+                     without -N (perf then keeps a copy in ~/.debug), or convert perf.data \
+                     with `pgo convert` right after recording, before rebuilding"
                 ),
             ));
         }

@@ -66,6 +66,7 @@ pub(crate) struct Collector {
     comms: Vec<CommEvent>,
     /// DWARF mode: unwinds each sample's stack copy as it arrives, with the modules mapped so far.
     dwarf: Option<DwarfUnwinding>,
+    code_paths: CodePaths,
 }
 
 /// State of DWARF unwinding during a recording.
@@ -158,6 +159,7 @@ impl Collector {
                 spliced: 0,
                 cut_short: 0,
             }),
+            code_paths: CodePaths::default(),
         }
     }
 
@@ -185,9 +187,11 @@ impl Collector {
                                 .unwinder
                                 .add_module_image(m.pid, "[vdso]", range, m.pgoff, image);
                         }
-                    } else if m.filename.is_absolute() {
+                    } else if m.filename.is_absolute()
+                        && let Some(path) = self.code_paths.of(&m)
+                    {
                         // A module we cannot read is unwound with frame pointers by framehop.
-                        let _ = d.unwinder.add_module(m.pid, &m.filename, range, m.pgoff);
+                        let _ = d.unwinder.add_module(m.pid, &path, range, m.pgoff);
                     }
                 }
                 self.spaces.add_mmap(m)
@@ -745,6 +749,31 @@ fn resolve(
 #[derive(Default)]
 struct CodeCache {
     files: FxHashMap<PathBuf, Option<MappedCode>>,
+    paths: CodePaths,
+}
+
+/// Which file holds the code a mapping mapped. A recording that names the build (perf.data's
+/// build IDs) may outlive the binary: then the file on disk is another build, whose code
+/// would place frames wrongly, and the code is perf's copy in its build-ID cache, or none
+/// ([`pgo_symbolize::binary_with_build_id`]). Without a build ID (`pgo collect`'s own
+/// mappings, read while the program runs) the file is the one mapped.
+#[derive(Default)]
+struct CodePaths(FxHashMap<(PathBuf, Vec<u8>), Option<PathBuf>>);
+
+impl CodePaths {
+    fn of(&mut self, m: &pgo_record::MmapEvent) -> Option<PathBuf> {
+        match &m.file_id {
+            pgo_record::FileId::BuildId(id) if !id.is_empty() => self
+                .0
+                .entry((m.filename.clone(), id.clone()))
+                .or_insert_with(|| {
+                    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+                    pgo_symbolize::binary_with_build_id(&m.filename, &hex)
+                })
+                .clone(),
+            _ => Some(m.filename.clone()),
+        }
+    }
 }
 
 /// One mapped file, parsed for [`CodeCache`].
@@ -756,14 +785,15 @@ struct MappedCode {
 }
 
 impl CodeCache {
-    fn file(&mut self, path: &std::path::Path) -> Option<&MappedCode> {
+    fn file(&mut self, m: &pgo_record::MmapEvent) -> Option<&MappedCode> {
+        let path = self.paths.of(m)?;
         self.files
-            .entry(path.to_path_buf())
+            .entry(path.clone())
             .or_insert_with(|| {
-                let data = std::fs::read(path).ok()?;
+                let data = std::fs::read(&path).ok()?;
                 Some(MappedCode {
-                    binary: pgo_binary::Binary::parse(path, &data).ok()?,
-                    info: pgo_symbolize::ObjectInfo::parse(path, &data).ok()?,
+                    binary: pgo_binary::Binary::parse(&path, &data).ok()?,
+                    info: pgo_symbolize::ObjectInfo::parse(&path, &data).ok()?,
                     frames: pgo_unwind::CallFrameInfo::parse(&data),
                 })
             })
@@ -776,7 +806,7 @@ impl CodeCache {
     /// reading the function's code ([`crate::frame_pointers::frameless_return_slot`]: Go
     /// binaries have no `.eh_frame`).
     fn return_slot(&mut self, m: &pgo_record::MmapEvent, ip: u64) -> Option<usize> {
-        let file = self.file(&m.filename)?;
+        let file = self.file(m)?;
         let svma = file.info.svma_for_runtime_address(ip, m.start, m.pgoff)?;
         if let Some(frames) = &file.frames
             && let Some(slot) = frames.return_address_slot(svma)
@@ -801,7 +831,7 @@ impl CodeCache {
         /// Longer chains of tail calls are rare, and the longer the chain the likelier a
         /// second one.
         const MAX_HOPS: usize = 3;
-        let file = self.file(&m.filename)?;
+        let file = self.file(m)?;
         let ret_svma = file.info.svma_for_runtime_address(ret, m.start, m.pgoff)?;
         let callee_svma = file
             .info
@@ -830,7 +860,7 @@ impl CodeCache {
     /// run time) of the one direct call to `ip`'s function in the function the call before
     /// `ret` calls, when that is not `ip`'s function (both in `m`'s file).
     fn only_caller_of_leaf(&mut self, m: &pgo_record::MmapEvent, ret: u64, ip: u64) -> Option<u64> {
-        let file = self.file(&m.filename)?;
+        let file = self.file(m)?;
         let ret_svma = file.info.svma_for_runtime_address(ret, m.start, m.pgoff)?;
         let ip_svma = file.info.svma_for_runtime_address(ip, m.start, m.pgoff)?;
         let pgo_binary::CallKind::Direct { target } =
@@ -848,7 +878,7 @@ impl CodeCache {
 
     /// Whether `address` is just after a call instruction: a real return address.
     fn follows_call(&mut self, m: &pgo_record::MmapEvent, address: u64) -> bool {
-        let Some(file) = self.file(&m.filename) else {
+        let Some(file) = self.file(m) else {
             return false;
         };
         file.info

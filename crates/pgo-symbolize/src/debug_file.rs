@@ -30,6 +30,54 @@ pub(crate) fn build_id_path(debug_dir: &Path, build_id: &str) -> Option<PathBuf>
     )
 }
 
+/// Where `perf record` keeps a copy of every binary it sampled, unless told not to (`-N`):
+/// its build-ID cache, `~/.debug` (or `perf --buildid-dir DIR`: `$PERF_BUILDID_DIR`, the
+/// variable perf exports to its scripts, names it instead), as `.build-id/ab/cdef…/elf`.
+fn perf_cache_paths(build_id: &str) -> Vec<PathBuf> {
+    if build_id.len() < 4 || !build_id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return Vec::new();
+    }
+    let (directory, rest) = build_id.split_at(2);
+    let dir = match std::env::var_os("PERF_BUILDID_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".debug"),
+            None => return Vec::new(),
+        },
+    };
+    vec![dir.join(".build-id").join(directory).join(rest).join("elf")]
+}
+
+/// Whether the ELF file at `path` has build ID `build_id` (lowercase hex).
+fn has_build_id(path: &Path, build_id: &str) -> bool {
+    std::fs::read(path)
+        .is_ok_and(|data| parse_elf(path, &data).is_ok_and(|file| build_id_hex(&file) == build_id))
+}
+
+/// The file that holds build `build_id` (hex) of the binary a profile recorded at `path`:
+/// `path` itself while it still has that build ID, else the copy `perf record` put in its
+/// build-ID cache ([`perf_cache_paths`]) before the binary was rebuilt. `None` without a
+/// build ID or a file that has it.
+pub fn binary_with_build_id(path: &Path, build_id: &str) -> Option<PathBuf> {
+    let build_id = build_id.to_ascii_lowercase();
+    if build_id.is_empty() {
+        return None;
+    }
+    if has_build_id(path, &build_id) {
+        return Some(path.to_path_buf());
+    }
+    perf_cache_paths(&build_id)
+        .into_iter()
+        .find(|candidate| has_build_id(candidate, &build_id))
+}
+
+/// The copy of build `build_id` in perf's build-ID cache, if it is there.
+pub(crate) fn perf_cached_binary(build_id: &str) -> Option<PathBuf> {
+    perf_cache_paths(build_id)
+        .into_iter()
+        .find(|candidate| has_build_id(candidate, build_id))
+}
+
 /// The debug file for the object at `object_path`: by build ID under each debug directory,
 /// then by `.gnu_debuglink` next to the object, in its `.debug/` subdirectory, and under each
 /// debug directory followed by the object's directory. A candidate counts only if it is ELF,

@@ -50,6 +50,7 @@ mod object_info;
 mod symbolizer;
 mod symbols;
 
+pub use debug_file::binary_with_build_id;
 pub use demangle::demangle;
 pub use discriminators::Discriminators;
 pub use dwarf::{Subprogram, producers, subprograms};

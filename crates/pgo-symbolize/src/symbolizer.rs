@@ -260,7 +260,8 @@ impl Symbolizer {
     /// given, an object already loaded with that build ID is reused without touching the file,
     /// and a file with a different build ID is refused (it was rebuilt since); in both that
     /// case and when the file is gone, a debug file with that build ID under the debug
-    /// directories is used instead when there is one.
+    /// directories, or the copy of the binary `perf record` kept in its build-ID cache, is
+    /// used instead when there is one.
     pub fn load(&mut self, path: &Path, build_id: &str) -> Result<ObjectId, Error> {
         // Build IDs are kept in lowercase hex; avoid allocating on the hot path when they are.
         let build_id: std::borrow::Cow<'_, str> =
@@ -402,11 +403,13 @@ impl Symbolizer {
         if build_id.is_empty() {
             return None;
         }
+        // A separate debug file, else the binary itself as perf's build-ID cache kept it.
         let debug_path = self
             .debug_dirs
             .iter()
             .filter_map(|debug_dir| build_id_path(debug_dir, build_id))
-            .find(|candidate| candidate.is_file())?;
+            .find(|candidate| candidate.is_file())
+            .or_else(|| crate::debug_file::perf_cached_binary(build_id))?;
         let data = read_file(&debug_path).ok()?;
         let file = parse_elf(&debug_path, &data).ok()?;
         let info = ObjectInfo::from_elf(&debug_path, &file);
