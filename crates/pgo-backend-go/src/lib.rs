@@ -410,7 +410,9 @@ pub fn write_go_profile(
         } else {
             format!(
                 "none of the {decided} decided call edges is a call between Go functions with a \
-                 start line (first: {}); was the profile taken from a Go program (Go 1.20+)?",
+                 start line (first: {}); was the profile taken from a Go program (Go 1.20+)? \
+                 (`go tool pprof -proto` merges of several profiles have been seen to drop \
+                 start lines: merge the originals with `pgo merge`)",
                 skipped.first().map(String::as_str).unwrap_or("-")
             )
         };
