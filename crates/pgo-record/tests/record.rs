@@ -447,11 +447,12 @@ fn lost_records_are_counted() {
     let cpu = rec.child.unwrap().cpu_time.unwrap().as_secs_f64();
     let expected = f64::from(DEFAULT_FREQUENCY) * cpu;
     assert!(rec.samples.len() < 5, "{} samples", rec.samples.len());
-    // Most of the samples the run should have produced are reported lost. Not all: on a busy
+    // Many of the samples the run should have produced are reported lost. Not all: on a busy
     // machine the kernel's own accounting of a full one-page buffer varies (79 of ~201 seen in
-    // a CI run beside another test suite, over 60% when the machine is quiet).
+    // a CI run beside another test suite, 179 of ~806 beside a build, over 60% when the
+    // machine is quiet); a recorder that counted none would report 0.
     assert!(
-        rec.lost as f64 > 0.25 * expected,
+        rec.lost as f64 > 0.1 * expected,
         "{} lost of ≈ {expected:.0}",
         rec.lost
     );
