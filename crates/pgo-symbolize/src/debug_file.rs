@@ -14,38 +14,34 @@ pub(crate) struct FoundFile {
     pub(crate) data: Vec<u8>,
 }
 
-/// `<debug dir>/.build-id/ab/cdef….debug`: where distribution debug packages (Debian
-/// `-dbgsym`, Fedora `-debuginfo`) install debug files.
-pub(crate) fn build_id_path(debug_dir: &Path, build_id: &str) -> Option<PathBuf> {
+/// `<dir>/.build-id/ab` and `cdef…` for build ID `abcdef…`: the layout of debug directories
+/// and of perf's build-ID cache alike.
+fn build_id_dir<'a>(dir: &Path, build_id: &'a str) -> Option<(PathBuf, &'a str)> {
     // A build ID is at least a few bytes; anything shorter cannot name a file this way.
     if build_id.len() < 4 || !build_id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
         return None;
     }
-    let (directory, file) = build_id.split_at(2);
-    Some(
-        debug_dir
-            .join(".build-id")
-            .join(directory)
-            .join(format!("{file}.debug")),
-    )
+    let (directory, rest) = build_id.split_at(2);
+    Some((dir.join(".build-id").join(directory), rest))
+}
+
+/// `<debug dir>/.build-id/ab/cdef….debug`: where distribution debug packages (Debian
+/// `-dbgsym`, Fedora `-debuginfo`) install debug files.
+pub(crate) fn build_id_path(debug_dir: &Path, build_id: &str) -> Option<PathBuf> {
+    let (dir, rest) = build_id_dir(debug_dir, build_id)?;
+    Some(dir.join(format!("{rest}.debug")))
 }
 
 /// Where `perf record` keeps a copy of every binary it sampled, unless told not to (`-N`):
 /// its build-ID cache, `~/.debug` (or `perf --buildid-dir DIR`: `$PERF_BUILDID_DIR`, the
 /// variable perf exports to its scripts, names it instead), as `.build-id/ab/cdef…/elf`.
-fn perf_cache_paths(build_id: &str) -> Vec<PathBuf> {
-    if build_id.len() < 4 || !build_id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-        return Vec::new();
-    }
-    let (directory, rest) = build_id.split_at(2);
-    let dir = match std::env::var_os("PERF_BUILDID_DIR") {
+pub(crate) fn perf_cache_path(build_id: &str) -> Option<PathBuf> {
+    let cache = match std::env::var_os("PERF_BUILDID_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => match std::env::var_os("HOME") {
-            Some(home) => PathBuf::from(home).join(".debug"),
-            None => return Vec::new(),
-        },
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".debug"),
     };
-    vec![dir.join(".build-id").join(directory).join(rest).join("elf")]
+    let (dir, rest) = build_id_dir(&cache, build_id)?;
+    Some(dir.join(rest).join("elf"))
 }
 
 /// Whether the ELF file at `path` has build ID `build_id` (lowercase hex).
@@ -56,7 +52,7 @@ fn has_build_id(path: &Path, build_id: &str) -> bool {
 
 /// The file that holds build `build_id` (hex) of the binary a profile recorded at `path`:
 /// `path` itself while it still has that build ID, else the copy `perf record` put in its
-/// build-ID cache ([`perf_cache_paths`]) before the binary was rebuilt. `None` without a
+/// build-ID cache ([`perf_cache_path`]) before the binary was rebuilt. `None` without a
 /// build ID or a file that has it.
 pub fn binary_with_build_id(path: &Path, build_id: &str) -> Option<PathBuf> {
     let build_id = build_id.to_ascii_lowercase();
@@ -66,16 +62,7 @@ pub fn binary_with_build_id(path: &Path, build_id: &str) -> Option<PathBuf> {
     if has_build_id(path, &build_id) {
         return Some(path.to_path_buf());
     }
-    perf_cache_paths(&build_id)
-        .into_iter()
-        .find(|candidate| has_build_id(candidate, &build_id))
-}
-
-/// The copy of build `build_id` in perf's build-ID cache, if it is there.
-pub(crate) fn perf_cached_binary(build_id: &str) -> Option<PathBuf> {
-    perf_cache_paths(build_id)
-        .into_iter()
-        .find(|candidate| has_build_id(candidate, build_id))
+    perf_cache_path(&build_id).filter(|candidate| has_build_id(candidate, &build_id))
 }
 
 /// The debug file for the object at `object_path`: by build ID under each debug directory,

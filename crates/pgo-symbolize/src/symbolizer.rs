@@ -403,13 +403,14 @@ impl Symbolizer {
         if build_id.is_empty() {
             return None;
         }
-        // A separate debug file, else the binary itself as perf's build-ID cache kept it.
+        // A separate debug file, else the binary itself as perf's build-ID cache kept it
+        // (its build ID is checked below, as a debug file's).
         let debug_path = self
             .debug_dirs
             .iter()
             .filter_map(|debug_dir| build_id_path(debug_dir, build_id))
-            .find(|candidate| candidate.is_file())
-            .or_else(|| crate::debug_file::perf_cached_binary(build_id))?;
+            .chain(crate::debug_file::perf_cache_path(build_id))
+            .find(|candidate| candidate.is_file())?;
         let data = read_file(&debug_path).ok()?;
         let file = parse_elf(&debug_path, &data).ok()?;
         let info = ObjectInfo::from_elf(&debug_path, &file);
