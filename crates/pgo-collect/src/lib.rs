@@ -120,6 +120,11 @@ pub enum CollectError {
     Other(String),
 }
 
+/// A build ID as the symbolizer and profiles spell it: lowercase hex.
+pub(crate) fn build_id_hex(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The main executable of a target, for unwinding detection and comments.
 fn target_executable(target: &Target) -> Option<PathBuf> {
     match target {

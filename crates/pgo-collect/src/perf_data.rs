@@ -487,9 +487,7 @@ fn import<R: Read>(
     // wrong (frames skipped, or made of whatever the register held), whoever reads them.
     // The recorded build: a binary rebuilt since says nothing of it (and is warned about).
     let recorded_executable = executable.as_deref().and_then(|exe| {
-        let id = build_ids.get(exe)?;
-        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        pgo_symbolize::binary_with_build_id(exe, &hex)
+        pgo_symbolize::binary_with_build_id(exe, &crate::build_id_hex(build_ids.get(exe)?))
     });
     let no_frame_pointers = (unwind == UnwindMode::FramePointers)
         .then_some(recorded_executable.as_deref())

@@ -25,11 +25,9 @@ struct RawSample {
     addresses: Vec<u64>,
     kernel: usize,
     /// Frame-pointer mode, user-mode samples: the words at the stack pointer, where a
-    /// frameless leaf's return address is.
+    /// frameless leaf's return address is. Without them (`perf record -g` copies no stack)
+    /// the leaf's caller can only be told from the code ([`Collector::restore_callers_by_code`]).
     leaf_words: Option<[u64; LEAF_WORDS]>,
-    /// Frame-pointer mode without those words (`perf record -g` copies no stack): a frameless
-    /// leaf's caller can only be told from the code ([`Collector::restore_callers_by_code`]).
-    leaf_unread: bool,
 }
 
 /// Words of stack copied at the stack pointer in frame-pointer mode.
@@ -286,7 +284,6 @@ impl Collector {
             period: s.period,
             addresses,
             kernel,
-            leaf_unread: self.dwarf.is_none() && leaf_words.is_none(),
             leaf_words,
         }
     }
@@ -536,7 +533,7 @@ impl Collector {
         let mut slots: FxHashMap<(usize, u64), Option<usize>> = FxHashMap::default();
         let mut fixed = 0;
         for s in &mut self.samples {
-            let Some(words) = s.leaf_words.take() else {
+            let Some(words) = s.leaf_words else {
                 continue;
             };
             // The user leaf, under the kernel frames if any.
@@ -575,10 +572,13 @@ impl Collector {
     /// from exactly one place, that call is the missing frame. Returns how many samples were
     /// fixed.
     fn restore_callers_by_code(&mut self, code: &mut CodeCache) -> usize {
+        if self.dwarf.is_some() {
+            return 0;
+        }
         let mut found: FxHashMap<(usize, u64, u64), Option<u64>> = FxHashMap::default();
         let mut fixed = 0;
         for s in &mut self.samples {
-            if !std::mem::take(&mut s.leaf_unread) {
+            if s.leaf_words.is_some() {
                 continue;
             }
             let leaf = s.kernel;
@@ -716,7 +716,7 @@ fn resolve(
             let build_id = build_ids
                 .entry(m.filename.clone())
                 .or_insert_with(|| match m.build_id() {
-                    Some(id) => id.iter().map(|b| format!("{b:02x}")).collect(),
+                    Some(id) => crate::build_id_hex(id),
                     None => pgo_symbolize::ObjectInfo::read(&m.filename)
                         .map(|i| i.build_id)
                         .unwrap_or_default(),
@@ -762,13 +762,12 @@ struct CodePaths(FxHashMap<(PathBuf, Vec<u8>), Option<PathBuf>>);
 
 impl CodePaths {
     fn of(&mut self, m: &pgo_record::MmapEvent) -> Option<PathBuf> {
-        match &m.file_id {
-            pgo_record::FileId::BuildId(id) if !id.is_empty() => self
+        match m.build_id() {
+            Some(id) if !id.is_empty() => self
                 .0
-                .entry((m.filename.clone(), id.clone()))
+                .entry((m.filename.clone(), id.to_vec()))
                 .or_insert_with(|| {
-                    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-                    pgo_symbolize::binary_with_build_id(&m.filename, &hex)
+                    pgo_symbolize::binary_with_build_id(&m.filename, &crate::build_id_hex(id))
                 })
                 .clone(),
             _ => Some(m.filename.clone()),
