@@ -39,10 +39,6 @@ pub struct Imported {
 const FILE_HEADER_SIZE: u64 = 104;
 const PIPE_HEADER_SIZE: u64 = 16;
 
-// x86-64 `perf_regs.h` register indices, as pgo-record reads them from its own samples.
-const PERF_REG_X86_BP: u64 = 6;
-const PERF_REG_X86_SP: u64 = 7;
-const PERF_REG_X86_IP: u64 = 8;
 /// `PERF_SAMPLE_REGS_ABI_64`: what a 64-bit task's registers are (the only kind read here).
 const REGS_ABI_64: u64 = 2;
 
@@ -55,9 +51,13 @@ pub fn import_perf_data(path: &Path) -> Result<Imported, String> {
         .metadata()
         .map_err(|e| format!("cannot read: {e}"))?
         .len();
-    let mut header = [0u8; FILE_HEADER_SIZE as usize];
-    let got = read_up_to(&mut file, &mut header).map_err(|e| format!("cannot read: {e}"))?;
-    let header = &header[..got];
+    // As much of the header as the file has.
+    let mut header = Vec::with_capacity(FILE_HEADER_SIZE as usize);
+    (&mut file)
+        .take(FILE_HEADER_SIZE)
+        .read_to_end(&mut header)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let header = &header[..];
     if !pgo_profile::is_perf_data(header) {
         return Err("not a perf.data file (it does not start with PERFILE2)".into());
     }
@@ -157,18 +157,6 @@ fn check_sections(file: &mut std::fs::File, header: &[u8], length: u64) -> Resul
     Ok(())
 }
 
-/// Reads as much of `buf` as the file has.
-fn read_up_to(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read(&mut buf[got..])? {
-            0 => break,
-            n => got += n,
-        }
-    }
-    Ok(got)
-}
-
 /// The sampled event that the profile is made of, and how to weigh its samples.
 struct Sampled {
     index: usize,
@@ -250,7 +238,7 @@ fn sampled_event(attrs: &[linux_perf_data::AttributeDescription]) -> Result<Samp
 /// (instruction, stack and frame pointers) and a copy of the user stack.
 fn has_stack_copies(attr: &linux_perf_data::AttributeDescription) -> bool {
     let a = &attr.attr;
-    let regs = (1 << PERF_REG_X86_BP) | (1 << PERF_REG_X86_SP) | (1 << PERF_REG_X86_IP);
+    let regs = pgo_record::UNWIND_REGS_MASK;
     a.sample_format
         .contains(SampleFormat::REGS_USER | SampleFormat::STACK_USER)
         && a.sample_regs_user & regs == regs
@@ -598,9 +586,9 @@ fn sample(s: &reader::SampleRecord<'_>, time: u64, sampled: &Sampled) -> Sample 
     let user_regs = s.user_regs.as_ref().and_then(|r| {
         Some(UserRegs {
             abi: REGS_ABI_64,
-            ip: r.get(PERF_REG_X86_IP)?,
-            sp: r.get(PERF_REG_X86_SP)?,
-            bp: r.get(PERF_REG_X86_BP)?,
+            ip: r.get(pgo_record::PERF_REG_X86_IP.into())?,
+            sp: r.get(pgo_record::PERF_REG_X86_SP.into())?,
+            bp: r.get(pgo_record::PERF_REG_X86_BP.into())?,
         })
     });
     let user_stack = s

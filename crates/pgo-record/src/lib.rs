@@ -76,6 +76,9 @@ pub use model::{
     Recording, RecordingInfo, Sample, StopReason, Summary, TaskEvent, ThrottleEvent, UserRegs,
 };
 pub use session::{Capabilities, probe};
+/// The x86-64 user registers a sample carries for unwinding (`perf_regs.h` indices), for
+/// readers of other recordings of the same records (perf.data).
+pub use sys::{PERF_REG_X86_BP, PERF_REG_X86_IP, PERF_REG_X86_SP, UNWIND_REGS_MASK};
 
 /// The sampling clock. There is no hardware PMU on pgo's machines, so only software clocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
